@@ -1,0 +1,1 @@
+//! Replay: a folder of JPEG/PNG frames played in file-name order.

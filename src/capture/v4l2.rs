@@ -1,0 +1,1 @@
+//! V4L2 cameras through the `v4l` crate.

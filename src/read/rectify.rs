@@ -1,0 +1,1 @@
+//! Perspective rectification of a plate from its four corners.
