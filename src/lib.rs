@@ -8,7 +8,6 @@ pub mod capture;
 pub mod clock;
 pub mod config;
 pub mod detect;
-pub mod imaging;
 pub mod message;
 pub mod metrics;
 pub mod models;

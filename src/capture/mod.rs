@@ -14,8 +14,11 @@ use std::time::Duration;
 
 use image::RgbImage;
 
-use crate::message::Frame;
-use crate::metrics::{inc, Metrics};
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::TimeSource;
+use crate::message::{Frame, Instant2};
+use crate::metrics::{inc, CameraState, Metrics};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
@@ -155,10 +158,118 @@ impl FrameQueue {
     }
 }
 
+/// Runs one camera until its source ends or `stop` is cancelled: opens the
+/// source (retrying a missing device every few seconds, so that a camera
+/// plugged in later starts streaming), timestamps each frame and queues it.
+/// Meant to run on its own thread: sources block.
+pub fn run_camera(
+    camera: Arc<str>,
+    mut open: impl FnMut() -> Result<Box<dyn FrameSource>, CaptureError>,
+    retry_open: bool,
+    queue: FrameQueue,
+    time: TimeSource,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) {
+    let counters = metrics.camera(&camera);
+    let set_state = |s: CameraState| *counters.state.lock().unwrap_or_else(|p| p.into_inner()) = s;
+    let mut seq: u64 = 0;
+    let mut warned_absent = false;
+    'reopen: while !stop.is_cancelled() {
+        let mut source = match open() {
+            Ok(s) => s,
+            Err(e) => {
+                if !warned_absent {
+                    tracing::error!(camera = %camera, error = %e, "camera unavailable; other cameras go on");
+                    warned_absent = true;
+                }
+                set_state(CameraState::Absent(e.to_string()));
+                if !retry_open {
+                    break;
+                }
+                sleep_unless_stopped(&stop, Duration::from_secs(5));
+                continue;
+            }
+        };
+        if warned_absent {
+            tracing::info!(camera = %camera, "camera available again");
+            warned_absent = false;
+        }
+        set_state(CameraState::Streaming);
+        let origin = time.now();
+        let interval = source.frame_interval();
+        let mut played: u32 = 0;
+        while !stop.is_cancelled() {
+            match source.next_frame() {
+                Ok(Some(image)) => {
+                    let captured = if source.realtime() {
+                        time.now()
+                    } else {
+                        // Unpaced replay: frames are as far apart as the recording
+                        // says, however fast this machine decodes them.
+                        let offset = interval * played;
+                        Instant2 {
+                            mono: origin.mono + offset,
+                            wall: origin.wall
+                                + chrono::Duration::from_std(offset).unwrap_or_default(),
+                            sync: origin.sync,
+                        }
+                    };
+                    played = played.saturating_add(1);
+                    counters.last_frame_unix_ms.store(
+                        captured.wall.timestamp_millis(),
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
+                    inc(&counters.frames_captured);
+                    let frame = Frame {
+                        camera: camera.clone(),
+                        seq,
+                        captured,
+                        image: Arc::new(image),
+                    };
+                    seq += 1;
+                    if source.realtime() {
+                        queue.push(frame);
+                    } else if !queue.push_wait(frame, &|| stop.is_cancelled()) {
+                        break 'reopen;
+                    }
+                }
+                Ok(None) => {
+                    set_state(CameraState::Finished);
+                    break 'reopen;
+                }
+                Err(e @ CaptureError::Decode { .. }) => {
+                    // One bad frame is not a broken camera.
+                    inc(&counters.capture_errors);
+                    tracing::warn!(camera = %camera, error = %e, "frame skipped");
+                }
+                Err(e) => {
+                    inc(&counters.capture_errors);
+                    tracing::error!(camera = %camera, error = %e, "camera failed; reopening");
+                    set_state(CameraState::Absent(e.to_string()));
+                    if !retry_open {
+                        break 'reopen;
+                    }
+                    sleep_unless_stopped(&stop, Duration::from_secs(1));
+                    continue 'reopen;
+                }
+            }
+        }
+    }
+    queue.source_done();
+}
+
+fn sleep_unless_stopped(stop: &CancellationToken, d: Duration) {
+    let deadline = std::time::Instant::now() + d;
+    while !stop.is_cancelled() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::{FixedClockSync, SimulatedClocks, SyncState, TimeSource};
+    use crate::clock::{FixedClockSync, SimulatedClocks, SyncState};
 
     fn frame(cam: &str, seq: u64) -> Frame {
         let t = TimeSource {
@@ -208,6 +319,88 @@ mod tests {
         assert!(matches!(q.pop(Duration::ZERO), Ok(None)));
         q.source_done();
         assert!(q.pop(Duration::ZERO).is_err());
+    }
+
+    struct Scripted(Vec<Result<Option<RgbImage>, CaptureError>>);
+    impl FrameSource for Scripted {
+        fn next_frame(&mut self) -> Result<Option<RgbImage>, CaptureError> {
+            if self.0.is_empty() {
+                Ok(None)
+            } else {
+                self.0.remove(0)
+            }
+        }
+        fn realtime(&self) -> bool {
+            false
+        }
+        fn frame_interval(&self) -> Duration {
+            Duration::from_millis(100)
+        }
+    }
+
+    #[test]
+    fn camera_loop_skips_bad_frames_and_spaces_replay_by_its_interval() {
+        let m = Metrics::new();
+        let q = FrameQueue::new(8, 1, m.clone());
+        let img = || Ok(Some(RgbImage::new(2, 2)));
+        let bad = Err(CaptureError::Decode {
+            path: "x.jpg".into(),
+            reason: "truncated".into(),
+        });
+        let mut script = Some(Scripted(vec![img(), bad, img()]));
+        let time = TimeSource {
+            clocks: Arc::new(SimulatedClocks::new(chrono::Utc::now())),
+            sync: Arc::new(FixedClockSync(SyncState {
+                synchronised: true,
+                max_error_us: 0,
+            })),
+        };
+        run_camera(
+            "a".into(),
+            move || Ok(Box::new(script.take().expect("opened once")) as Box<dyn FrameSource>),
+            false,
+            q.clone(),
+            time,
+            m.clone(),
+            CancellationToken::new(),
+        );
+        let f0 = q.pop(Duration::ZERO).expect("open").expect("frame");
+        let f1 = q.pop(Duration::ZERO).expect("open").expect("frame");
+        assert!(q.pop(Duration::ZERO).is_err(), "source done, queue drained");
+        assert_eq!((f0.seq, f1.seq), (0, 1));
+        assert_eq!(
+            f1.captured.mono - f0.captured.mono,
+            Duration::from_millis(100)
+        );
+        let c = m.camera("a");
+        assert_eq!(
+            c.capture_errors.load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+        assert_eq!(*c.state.lock().expect("lock"), CameraState::Finished);
+    }
+
+    #[test]
+    fn absent_camera_is_reported_and_ends_its_source() {
+        let m = Metrics::new();
+        let q = FrameQueue::new(8, 1, m.clone());
+        run_camera(
+            "gone".into(),
+            || {
+                Err(CaptureError::Device {
+                    path: "/dev/video9".into(),
+                    reason: "no such device".into(),
+                })
+            },
+            false,
+            q.clone(),
+            TimeSource::real(),
+            m.clone(),
+            CancellationToken::new(),
+        );
+        assert!(q.pop(Duration::ZERO).is_err());
+        let state = m.camera("gone").state.lock().expect("lock").clone();
+        assert!(matches!(state, CameraState::Absent(ref why) if why.contains("/dev/video9")));
     }
 
     #[test]

@@ -1,1 +1,405 @@
-//! track
+//! Track: groups the reads of one vehicle over consecutive frames into one passage.
+//!
+//! One set of tracks per camera. A read joins the track whose last plate box it
+//! overlaps or lies next to (or, failing that, whose text it repeats); a track
+//! not seen for `close_after_ms` closes, and becomes a [`Passage`] if it has
+//! enough reads. Time is the frames' own capture time, so replays give the same
+//! passages on any machine. Tracks hold only the one best frame, never a
+//! history of frames, and nothing here is written anywhere.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::TrackConfig;
+use crate::message::{BestFrame, BoxF, Direction, Instant2, Passage, PlateRead, ReadFrame};
+
+struct TrackRead {
+    text: String,
+    char_confidences: Vec<f32>,
+    confidence: f32,
+}
+
+struct Track {
+    camera: Arc<str>,
+    first_seen: Instant2,
+    last_seen: Instant2,
+    last_frame_seq: u64,
+    frames: u32,
+    reads: Vec<TrackRead>,
+    first_box: BoxF,
+    last_box: BoxF,
+    best: BestFrame,
+    best_score: f32,
+}
+
+/// The trackers of all cameras.
+pub struct Tracker {
+    close_after: Duration,
+    min_reads: u32,
+    tracks: HashMap<Arc<str>, Vec<Track>>,
+}
+
+/// How well a read fits a track: higher is better, `None` is no fit.
+fn affinity(track: &Track, read: &PlateRead) -> Option<f32> {
+    let b = &read.detection.bbox;
+    let iou = track.last_box.iou(b);
+    let (cx, cy) = track.last_box.center();
+    let (rx, ry) = b.center();
+    let scale = track.last_box.width().max(b.width()).max(1.0);
+    let dist = ((cx - rx).powi(2) + (cy - ry).powi(2)).sqrt() / scale;
+    let same_text = track.reads.iter().any(|r| r.text == read.text);
+    // A vehicle moves at most about two plate widths between frames at the
+    // frame rates cameras run at; the text breaks ties between neighbours.
+    if iou > 0.0 || dist < 2.0 {
+        Some(iou + (2.0 - dist).max(0.0) + if same_text { 1.0 } else { 0.0 })
+    } else {
+        None
+    }
+}
+
+fn evidence_score(read: &PlateRead) -> f32 {
+    // Prefer a confident read of a large plate: the officer must read it too.
+    read.confidence * read.detection.bbox.width().max(1.0).sqrt()
+}
+
+impl Tracker {
+    pub fn new(cfg: &TrackConfig) -> Self {
+        Tracker {
+            close_after: Duration::from_millis(cfg.close_after_ms),
+            min_reads: cfg.min_reads.max(1),
+            tracks: HashMap::new(),
+        }
+    }
+
+    /// Takes one frame's reads; returns passages of tracks that this frame's
+    /// time shows to have ended.
+    pub fn push(&mut self, frame: &ReadFrame) -> Vec<Passage> {
+        let now = frame.frame.captured;
+        let mut done = self.close_idle(&frame.frame.camera, now.mono);
+        let tracks = self.tracks.entry(frame.frame.camera.clone()).or_default();
+        let mut taken = vec![false; tracks.len()];
+        // Greedy assignment, strongest pairs first, so two plates in view at once
+        // never share a track.
+        let mut pairs: Vec<(f32, usize, usize)> = Vec::new();
+        for (ri, read) in frame.reads.iter().enumerate() {
+            for (ti, t) in tracks.iter().enumerate() {
+                if let Some(a) = affinity(t, read) {
+                    pairs.push((a, ri, ti));
+                }
+            }
+        }
+        pairs.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let mut assigned: Vec<Option<usize>> = vec![None; frame.reads.len()];
+        for (_, ri, ti) in pairs {
+            if assigned[ri].is_none() && !taken[ti] {
+                assigned[ri] = Some(ti);
+                taken[ti] = true;
+            }
+        }
+        for (read, slot) in frame.reads.iter().zip(assigned) {
+            let best_here = BestFrame {
+                captured: now,
+                frame_seq: frame.frame.seq,
+                image: frame.frame.image.clone(),
+                plate_box: read.detection.bbox,
+                crop: read.crop.clone(),
+            };
+            let tr = TrackRead {
+                text: read.text.clone(),
+                char_confidences: read.char_confidences.clone(),
+                confidence: read.confidence,
+            };
+            match slot {
+                Some(ti) => {
+                    let t = &mut tracks[ti];
+                    t.last_seen = now;
+                    if t.last_frame_seq != frame.frame.seq {
+                        t.frames += 1;
+                        t.last_frame_seq = frame.frame.seq;
+                    }
+                    t.last_box = read.detection.bbox;
+                    t.reads.push(tr);
+                    let score = evidence_score(read);
+                    if score > t.best_score {
+                        t.best_score = score;
+                        t.best = best_here;
+                    }
+                }
+                None => tracks.push(Track {
+                    camera: frame.frame.camera.clone(),
+                    first_seen: now,
+                    last_seen: now,
+                    last_frame_seq: frame.frame.seq,
+                    frames: 1,
+                    reads: vec![tr],
+                    first_box: read.detection.bbox,
+                    last_box: read.detection.bbox,
+                    best: best_here,
+                    best_score: evidence_score(read),
+                }),
+            }
+        }
+        done.extend(self.close_idle(&frame.frame.camera, now.mono));
+        done
+    }
+
+    /// Closes tracks of every camera that have not been seen for
+    /// `close_after` at monotonic time `now` (for when frames stop coming).
+    pub fn tick(&mut self, now: Duration) -> Vec<Passage> {
+        let cams: Vec<Arc<str>> = self.tracks.keys().cloned().collect();
+        cams.iter().flat_map(|c| self.close_idle(c, now)).collect()
+    }
+
+    /// Closes every open track (end of stream or shutdown).
+    pub fn flush(&mut self) -> Vec<Passage> {
+        let min_reads = self.min_reads;
+        self.tracks
+            .drain()
+            .flat_map(|(_, ts)| ts.into_iter())
+            .filter_map(|t| into_passage(t, min_reads))
+            .collect()
+    }
+
+    /// Open tracks over all cameras.
+    pub fn open_tracks(&self) -> usize {
+        self.tracks.values().map(Vec::len).sum()
+    }
+
+    fn close_idle(&mut self, camera: &Arc<str>, now: Duration) -> Vec<Passage> {
+        let Some(tracks) = self.tracks.get_mut(camera) else {
+            return Vec::new();
+        };
+        let close_after = self.close_after;
+        let (gone, kept): (Vec<Track>, Vec<Track>) = tracks
+            .drain(..)
+            .partition(|t| now.saturating_sub(t.last_seen.mono) > close_after);
+        *tracks = kept;
+        gone.into_iter()
+            .filter_map(|t| into_passage(t, self.min_reads))
+            .collect()
+    }
+}
+
+/// Votes the track's reads into one text: each distinct text scores the sum of
+/// its reads' confidences. The passage's confidence is the winner's share of
+/// all votes times its mean read confidence, so disagreement lowers it.
+fn into_passage(t: Track, min_reads: u32) -> Option<Passage> {
+    if (t.reads.len() as u32) < min_reads {
+        return None;
+    }
+    let mut votes: Vec<(String, f32, u32)> = Vec::new();
+    for r in &t.reads {
+        match votes.iter_mut().find(|v| v.0 == r.text) {
+            Some(v) => {
+                v.1 += r.confidence;
+                v.2 += 1;
+            }
+            None => votes.push((r.text.clone(), r.confidence, 1)),
+        }
+    }
+    votes.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let total: f32 = votes.iter().map(|v| v.1).sum();
+    let (text, score, count) = votes.first()?.clone();
+    let winners: Vec<&TrackRead> = t.reads.iter().filter(|r| r.text == text).collect();
+    let mut char_confidences = vec![0.0f32; text.chars().count()];
+    for r in &winners {
+        for (c, rc) in char_confidences.iter_mut().zip(&r.char_confidences) {
+            *c += rc / winners.len() as f32;
+        }
+    }
+    let mean = score / count as f32;
+    let confidence = if total > 0.0 {
+        (score / total) * mean
+    } else {
+        0.0
+    };
+    let growth = t.last_box.width() / t.first_box.width().max(1.0);
+    let direction = if growth > 1.1 {
+        Direction::Towards
+    } else if growth < 0.9 {
+        Direction::Away
+    } else {
+        Direction::Unknown
+    };
+    Some(Passage {
+        camera: t.camera,
+        first_seen: t.first_seen,
+        last_seen: t.last_seen,
+        frames: t.frames,
+        reads: t.reads.len() as u32,
+        text,
+        char_confidences,
+        confidence,
+        alternatives: votes.into_iter().skip(1).map(|(s, c, _)| (s, c)).collect(),
+        direction,
+        best: t.best,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::SyncState;
+    use crate::message::{Detection, Frame};
+    use image::RgbImage;
+
+    fn at(ms: u64) -> Instant2 {
+        Instant2 {
+            mono: Duration::from_millis(ms),
+            wall: chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("valid")
+                + chrono::Duration::milliseconds(ms as i64),
+            sync: SyncState {
+                synchronised: true,
+                max_error_us: 1000,
+            },
+        }
+    }
+
+    fn read(text: &str, x: f32, w: f32, conf: f32) -> PlateRead {
+        let bbox = BoxF {
+            x1: x,
+            y1: 500.0,
+            x2: x + w,
+            y2: 500.0 + w / 4.5,
+        };
+        PlateRead {
+            detection: Detection {
+                bbox,
+                corners: [
+                    (bbox.x1, bbox.y1),
+                    (bbox.x2, bbox.y1),
+                    (bbox.x2, bbox.y2),
+                    (bbox.x1, bbox.y2),
+                ],
+                score: 0.5,
+            },
+            text: text.into(),
+            char_confidences: vec![conf; text.len()],
+            confidence: conf,
+            crop: Arc::new(RgbImage::new(1, 1)),
+        }
+    }
+
+    fn frame(cam: &str, seq: u64, ms: u64, reads: Vec<PlateRead>) -> ReadFrame {
+        ReadFrame {
+            frame: Frame {
+                camera: cam.into(),
+                seq,
+                captured: at(ms),
+                image: Arc::new(RgbImage::new(1, 1)),
+            },
+            reads,
+        }
+    }
+
+    fn cfg() -> TrackConfig {
+        TrackConfig {
+            close_after_ms: 1000,
+            min_reads: 2,
+        }
+    }
+
+    #[test]
+    fn a_passing_vehicle_yields_one_passage_with_the_voted_text() {
+        let mut t = Tracker::new(&cfg());
+        let mut out = Vec::new();
+        for i in 0..8u64 {
+            // One frame in four misreads a character.
+            let text = if i % 4 == 1 { "VBX12D" } else { "VBX12P" };
+            out.extend(t.push(&frame(
+                "a",
+                i,
+                i * 100,
+                vec![read(
+                    text,
+                    100.0 + i as f32 * 40.0,
+                    120.0 + i as f32 * 8.0,
+                    0.9,
+                )],
+            )));
+        }
+        assert!(out.is_empty(), "still in view");
+        out.extend(t.tick(Duration::from_millis(700 + 1001)));
+        assert_eq!(out.len(), 1);
+        let p = &out[0];
+        assert_eq!(p.text, "VBX12P");
+        assert_eq!((p.reads, p.frames), (8, 8));
+        assert_eq!(p.alternatives.len(), 1);
+        assert_eq!(p.direction, Direction::Towards);
+        assert!(p.confidence < 0.9 && p.confidence > 0.6, "{}", p.confidence);
+        assert_eq!(p.first_seen.mono, Duration::ZERO);
+        assert_eq!(p.last_seen.mono, Duration::from_millis(700));
+        assert_eq!(p.best.frame_seq, 7, "largest plate at equal confidence");
+    }
+
+    #[test]
+    fn two_vehicles_side_by_side_stay_separate() {
+        let mut t = Tracker::new(&cfg());
+        for i in 0..5u64 {
+            let x = i as f32 * 10.0;
+            t.push(&frame(
+                "a",
+                i,
+                i * 100,
+                vec![
+                    read("AAA11B", 100.0 + x, 150.0, 0.9),
+                    read("ZZ999X", 900.0 + x, 150.0, 0.9),
+                ],
+            ));
+        }
+        let mut out = t.flush();
+        out.sort_by(|a, b| a.text.cmp(&b.text));
+        let texts: Vec<&str> = out.iter().map(|p| p.text.as_str()).collect();
+        assert_eq!(texts, ["AAA11B", "ZZ999X"]);
+        assert!(out
+            .iter()
+            .all(|p| p.reads == 5 && p.alternatives.is_empty()));
+    }
+
+    #[test]
+    fn a_single_read_is_not_a_passage() {
+        let mut t = Tracker::new(&cfg());
+        t.push(&frame("a", 0, 0, vec![read("AAA11B", 100.0, 150.0, 0.9)]));
+        assert!(t.tick(Duration::from_secs(5)).is_empty());
+        assert_eq!(t.open_tracks(), 0);
+    }
+
+    #[test]
+    fn tracks_close_only_after_the_gap_and_per_camera() {
+        let mut t = Tracker::new(&cfg());
+        t.push(&frame("a", 0, 0, vec![read("AAA11B", 100.0, 150.0, 0.9)]));
+        t.push(&frame("a", 1, 100, vec![read("AAA11B", 110.0, 150.0, 0.9)]));
+        t.push(&frame("b", 0, 100, vec![read("BBB22C", 110.0, 150.0, 0.9)]));
+        t.push(&frame("b", 1, 200, vec![read("BBB22C", 110.0, 150.0, 0.9)]));
+        // A frame of camera b far later closes b's track only.
+        let out = t.push(&frame("b", 2, 5000, vec![]));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].text, "BBB22C");
+        assert_eq!(t.open_tracks(), 1);
+        let out = t.tick(Duration::from_millis(1101));
+        assert_eq!(out.len(), 1);
+        assert_eq!(&*out[0].camera, "a");
+    }
+
+    #[test]
+    fn a_vehicle_moving_away_is_marked_away() {
+        let mut t = Tracker::new(&cfg());
+        for i in 0..6u64 {
+            t.push(&frame(
+                "a",
+                i,
+                i * 100,
+                vec![read(
+                    "GH066X",
+                    800.0 - i as f32 * 20.0,
+                    200.0 - i as f32 * 15.0,
+                    0.8,
+                )],
+            ));
+        }
+        let out = t.flush();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].direction, Direction::Away);
+    }
+}
