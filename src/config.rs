@@ -466,6 +466,33 @@ impl Config {
         fix(&mut self.upload.ca_cert);
     }
 
+    /// Files the config names that do not exist, by key. Devices are left out:
+    /// an absent camera is reported at run time and does not stop the others.
+    pub fn missing_files(&self) -> Vec<(String, PathBuf)> {
+        let mut out = Vec::new();
+        let mut check = |key: String, p: &Path| {
+            if !p.exists() {
+                out.push((key, p.to_owned()));
+            }
+        };
+        for (i, cam) in self.cameras.iter().enumerate() {
+            if let Some(p) = &cam.path {
+                check(format!("camera[{i}].path"), p);
+            }
+        }
+        if let Some(p) = &self.policy.hit_list {
+            check("policy.hit_list".into(), p);
+        }
+        if let Some(p) = &self.policy.exemptions {
+            check("policy.exemptions".into(), p);
+        }
+        if let Some(p) = &self.runtime.onnxruntime {
+            check("runtime.onnxruntime".into(), p);
+        }
+        check("upload.ca_cert".into(), &self.upload.ca_cert);
+        out
+    }
+
     /// Checks what serde cannot: ranges, cross-field rules, duplicates.
     /// Returns (key path, message) pairs.
     fn validate(&self) -> Vec<(String, String)> {

@@ -1,1 +1,301 @@
-//! pipeline
+//! Wiring: which stage gets which channel. The whole data flow, top to bottom:
+//!
+//! ```text
+//! cameras ──(FrameQueue, drop-oldest)──▶ detect ──▶ read ──▶ track ──▶ policy ──▶ store ──(wake)──▶ upload
+//!   threads                               thread    thread   task      task       thread            task
+//! ```
+//!
+//! Every arrow after the frame queue is a bounded channel: when a later stage
+//! is slow, the ones before it wait, and only the frame queue drops (oldest
+//! first, counted per camera). Non-hits end at `policy`; only violations reach
+//! `store`. `status` reads the shared counters beside all of this.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::capture::{self, CaptureError, FrameQueue, FrameSource};
+use crate::clock::TimeSource;
+use crate::config::{CameraConfig, CameraSource, Config};
+use crate::detect::{self, PlateDetector};
+use crate::message::{Passage, ReadFrame, Violation};
+use crate::metrics::{inc, Metrics};
+use crate::policy::{Outcome, Policy};
+use crate::read::{self, PlateReader};
+use crate::status::{self, DeviceFacts};
+use crate::store::{RecordContext, Store};
+use crate::track::Tracker;
+use crate::upload::{self, Backend};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Status(#[from] crate::status::StatusError),
+    #[error("cannot start the {stage} thread: {source}")]
+    Thread { stage: &'static str, source: std::io::Error },
+}
+
+/// Opens a camera's frame source; called again to reopen after a failure.
+pub type SourceOpener = Box<dyn FnMut() -> Result<Box<dyn FrameSource>, CaptureError> + Send>;
+
+/// A camera to run, with how to open it.
+pub struct CameraSpec {
+    pub id: String,
+    pub open: SourceOpener,
+    /// Keep trying to open a device that is absent (real cameras); a replay
+    /// folder that cannot be read stays absent.
+    pub retry_open: bool,
+}
+
+/// Builds the camera specs of a config: V4L2 devices and replay folders.
+pub fn cameras_from_config(cameras: &[CameraConfig], paced_replay: bool) -> Vec<CameraSpec> {
+    cameras
+        .iter()
+        .map(|c| {
+            let cam = c.clone();
+            let open: SourceOpener = match cam.source {
+                CameraSource::Replay => Box::new(move || {
+                    let path = cam.path.clone().unwrap_or_default();
+                    capture::replay::ReplaySource::open(&path, cam.fps, cam.looped, paced_replay)
+                        .map(|s| Box::new(s) as Box<dyn FrameSource>)
+                }),
+                CameraSource::V4l2 => Box::new(move || {
+                    let path = cam.device.clone().unwrap_or_default();
+                    capture::v4l2::V4l2Source::open(&path, cam.format, cam.width, cam.height, cam.fps)
+                        .map(|s| Box::new(s) as Box<dyn FrameSource>)
+                }),
+            };
+            CameraSpec {
+                id: c.id.clone(),
+                open,
+                retry_open: c.source == CameraSource::V4l2,
+            }
+        })
+        .collect()
+}
+
+/// What the pipeline is made of; tests swap any part.
+pub struct Parts {
+    pub detector: Box<dyn PlateDetector>,
+    pub reader: Box<dyn PlateReader>,
+    pub backend: Arc<dyn Backend>,
+    pub cameras: Vec<CameraSpec>,
+    pub policy: Policy,
+    pub time: TimeSource,
+    pub facts: DeviceFacts,
+}
+
+/// A running pipeline.
+pub struct Running {
+    pub metrics: Arc<Metrics>,
+    /// Cancelling stops capture; the stages then drain and end in order.
+    pub stop: CancellationToken,
+    /// Stops the uploader and the status endpoint (after `recorded` has ended,
+    /// so that nothing waits on them).
+    pub stop_services: CancellationToken,
+    pub status_addr: std::net::SocketAddr,
+    /// Ends when every violation that capture led to has been committed.
+    pub recorded: JoinHandle<()>,
+    pub uploader: JoinHandle<()>,
+    pub status_task: JoinHandle<()>,
+    pub store_path: PathBuf,
+}
+
+impl Running {
+    /// Stops capture, lets in-flight frames and passages finish, commits, then
+    /// stops upload and status. Every committed violation stays in the store.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        let _ = self.recorded.await;
+        self.stop_services.cancel();
+        let _ = self.uploader.await;
+        let _ = self.status_task.await;
+    }
+}
+
+fn spawn_thread(stage: &'static str, f: impl FnOnce() + Send + 'static) -> Result<std::thread::JoinHandle<()>, PipelineError> {
+    std::thread::Builder::new()
+        .name(format!("anpr-{stage}"))
+        .spawn(f)
+        .map_err(|source| PipelineError::Thread { stage, source })
+}
+
+/// Starts every stage. Must be called inside a tokio runtime.
+pub async fn start(cfg: &Config, parts: Parts) -> Result<Running, PipelineError> {
+    let metrics = Metrics::new();
+    let stop = CancellationToken::new();
+    let stop_services = CancellationToken::new();
+    let cap = cfg.pipeline.channel_capacity;
+
+    // Open the store first: a daemon that cannot record must not start capturing.
+    let mut store = Store::open(&cfg.store.path)?;
+    metrics
+        .pending_uploads
+        .store(store.pending_count().unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
+
+    let queue = FrameQueue::new(cfg.pipeline.frame_queue, parts.cameras.len(), metrics.clone());
+    let (detected_tx, detected_rx) = mpsc::channel(cap);
+    let (read_tx, read_rx) = mpsc::channel::<ReadFrame>(cap);
+    let (passage_tx, passage_rx) = mpsc::channel::<Passage>(cap);
+    let (violation_tx, violation_rx) = mpsc::channel::<Violation>(cap);
+    let wake_uploader = Arc::new(Notify::new());
+
+    for cam in parts.cameras {
+        let (q, t, m, s) = (queue.clone(), parts.time.clone(), metrics.clone(), stop.clone());
+        let id: Arc<str> = cam.id.into();
+        let (open, retry) = (cam.open, cam.retry_open);
+        spawn_thread("capture", move || capture::run_camera(id, open, retry, q, t, m, s))?;
+    }
+    {
+        let (m, s) = (metrics.clone(), stop.clone());
+        let detector = parts.detector;
+        spawn_thread("detect", move || detect::run_stage(detector, queue, detected_tx, m, s))?;
+    }
+    {
+        let (m, rc) = (metrics.clone(), cfg.read.clone());
+        let reader = parts.reader;
+        spawn_thread("read", move || read::run_stage(reader, rc, detected_rx, read_tx, m))?;
+    }
+    tokio::spawn(run_track(Tracker::new(&cfg.track), read_rx, passage_tx, parts.time.clone()));
+    tokio::spawn(run_policy(parts.policy, passage_rx, violation_tx, metrics.clone()));
+
+    let camera_facing = cfg
+        .cameras
+        .iter()
+        .map(|c| (c.id.clone(), c.facing.clone()))
+        .collect::<std::collections::HashMap<_, _>>();
+    let ctx = RecordContext {
+        device_id: cfg.device.id.clone(),
+        location: cfg.device.location.clone(),
+        latitude: cfg.device.latitude,
+        longitude: cfg.device.longitude,
+        camera_facing,
+        model_versions: parts.facts.model_versions.clone(),
+        jpeg_quality: cfg.store.jpeg_quality,
+    };
+    let recorded = {
+        let (m, w) = (metrics.clone(), wake_uploader.clone());
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        spawn_thread("store", move || {
+            run_store(&mut store, &ctx, violation_rx, &m, &w);
+            let _ = done_tx.send(());
+        })?;
+        tokio::spawn(async move {
+            let _ = done_rx.await;
+        })
+    };
+    let uploader = tokio::spawn(upload::run_uploader(
+        cfg.store.path.clone(),
+        parts.backend,
+        wake_uploader,
+        metrics.clone(),
+        upload::Backoff::from_config(&cfg.upload),
+        stop_services.clone(),
+    ));
+    let (status_addr, status_task) = status::serve(
+        &cfg.status.listen,
+        parts.facts,
+        metrics.clone(),
+        parts.time,
+        stop_services.clone(),
+    )
+    .await?;
+
+    Ok(Running {
+        metrics,
+        stop,
+        stop_services,
+        status_addr,
+        recorded,
+        uploader,
+        status_task,
+        store_path: cfg.store.path.clone(),
+    })
+}
+
+/// The track stage: passes frames to the tracker, and ticks it while frames
+/// are not coming so that the last vehicle's passage still closes.
+async fn run_track(mut tracker: Tracker, mut input: mpsc::Receiver<ReadFrame>, out: mpsc::Sender<Passage>, time: TimeSource) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    // Tracks run on the frames' own clock; the tick only matters when frames
+    // stop, so it compares against the latest frame time plus the time since.
+    let mut last_frame: Option<(Duration, Duration)> = None;
+    loop {
+        let passages = tokio::select! {
+            msg = input.recv() => match msg {
+                Some(frame) => {
+                    last_frame = Some((frame.frame.captured.mono, time.clocks.monotonic()));
+                    tracker.push(&frame)
+                }
+                None => break,
+            },
+            _ = tick.tick() => match last_frame {
+                Some((frame_mono, seen_at)) => {
+                    let idle = time.clocks.monotonic().saturating_sub(seen_at);
+                    tracker.tick(frame_mono + idle)
+                }
+                None => Vec::new(),
+            },
+        };
+        for p in passages {
+            if out.send(p).await.is_err() {
+                return;
+            }
+        }
+    }
+    for p in tracker.flush() {
+        if out.send(p).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The policy stage: counts and drops non-hits; passes violations on.
+async fn run_policy(policy: Policy, mut input: mpsc::Receiver<Passage>, out: mpsc::Sender<Violation>, metrics: Arc<Metrics>) {
+    while let Some(passage) = input.recv().await {
+        inc(&metrics.passages);
+        match policy.decide(&passage) {
+            Outcome::Violation(decision) => {
+                if out.send(Violation { passage, decision }).await.is_err() {
+                    return;
+                }
+            }
+            Outcome::LowConfidence => inc(&metrics.low_confidence_passages),
+            Outcome::NonHit | Outcome::Exempt => inc(&metrics.non_hits),
+        }
+        // `passage` (text, crop and frame) is dropped here for every non-hit.
+    }
+}
+
+/// The store stage: commits each violation, retrying (and holding it in
+/// memory) while the database refuses, so that a full disk loses nothing
+/// that is still in this process.
+fn run_store(store: &mut Store, ctx: &RecordContext, mut input: mpsc::Receiver<Violation>, metrics: &Metrics, wake: &Notify) {
+    while let Some(v) = input.blocking_recv() {
+        let mut delay = Duration::from_millis(200);
+        loop {
+            match store.record(&v, ctx) {
+                Ok(_) => {
+                    inc(&metrics.violations_recorded);
+                    if let Ok(n) = store.pending_count() {
+                        metrics.pending_uploads.store(n, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    wake.notify_one();
+                    break;
+                }
+                Err(e) => {
+                    inc(&metrics.store_errors);
+                    tracing::error!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot record violation; holding it and retrying");
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+    }
+}

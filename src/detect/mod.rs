@@ -24,3 +24,48 @@ pub trait PlateDetector: Send {
     /// Plates in `image`, best first, with boxes and corners in its pixels.
     fn detect(&mut self, image: &RgbImage) -> Result<Vec<Detection>, DetectError>;
 }
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::capture::FrameQueue;
+use crate::message::DetectedFrame;
+use crate::metrics::{inc, Metrics};
+
+/// The detect stage: runs until every camera has finished and the queue is
+/// drained, or until `stop`. Blocking: run it on its own thread.
+pub fn run_stage(
+    mut detector: Box<dyn PlateDetector>,
+    queue: FrameQueue,
+    out: mpsc::Sender<DetectedFrame>,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) {
+    while !stop.is_cancelled() {
+        let frame = match queue.pop(Duration::from_millis(100)) {
+            Ok(Some(f)) => f,
+            Ok(None) => continue,
+            Err(()) => break,
+        };
+        let started = std::time::Instant::now();
+        let detections = match detector.detect(&frame.image) {
+            Ok(d) => d,
+            Err(e) => {
+                inc(&metrics.detect_errors);
+                tracing::error!(camera = %frame.camera, error = %e, "detection failed; frame skipped");
+                Vec::new()
+            }
+        };
+        metrics
+            .last_detect_us
+            .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        metrics.plates_detected.fetch_add(detections.len() as u64, Ordering::Relaxed);
+        if out.blocking_send(DetectedFrame { frame, detections }).is_err() {
+            break;
+        }
+    }
+}

@@ -33,3 +33,65 @@ pub trait PlateReader: Send {
     /// One result per crop, in order.
     fn read(&mut self, crops: &[RgbImage]) -> Result<Vec<TextRead>, ReadError>;
 }
+
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use crate::config::ReadConfig;
+use crate::message::{DetectedFrame, PlateRead, ReadFrame};
+use crate::metrics::{inc, Metrics};
+
+/// Keeps a read only if it looks like a plate and is confident enough to vote.
+fn acceptable(read: &TextRead, cfg: &ReadConfig) -> bool {
+    read.text.chars().count() >= cfg.min_chars && read.confidence >= cfg.min_confidence
+}
+
+/// The read stage: rectifies and reads every detection of each frame, and
+/// passes the frame on (also when nothing was read, so the tracker sees time
+/// pass). Blocking: run it on its own thread. Ends when its input closes.
+pub fn run_stage(
+    mut reader: Box<dyn PlateReader>,
+    cfg: ReadConfig,
+    mut input: mpsc::Receiver<DetectedFrame>,
+    out: mpsc::Sender<ReadFrame>,
+    metrics: Arc<Metrics>,
+) {
+    while let Some(DetectedFrame { frame, detections }) = input.blocking_recv() {
+        let crops: Vec<image::RgbImage> = detections
+            .iter()
+            .map(|d| rectify::rectify(&frame.image, &d.corners))
+            .collect();
+        let texts = if crops.is_empty() {
+            Vec::new()
+        } else {
+            match reader.read(&crops) {
+                Ok(t) => t,
+                Err(e) => {
+                    inc(&metrics.read_errors);
+                    tracing::error!(camera = %frame.camera, error = %e, "reading failed; frame's plates skipped");
+                    Vec::new()
+                }
+            }
+        };
+        let mut reads = Vec::new();
+        for ((detection, crop), text) in detections.into_iter().zip(crops).zip(texts) {
+            if !acceptable(&text, &cfg) {
+                inc(&metrics.reads_rejected);
+                continue;
+            }
+            inc(&metrics.plates_read);
+            reads.push(PlateRead {
+                detection,
+                text: text.text,
+                char_confidences: text.char_confidences,
+                confidence: text.confidence,
+                crop: Arc::new(crop),
+            });
+        }
+        inc(&metrics.camera(&frame.camera).frames_processed);
+        if out.blocking_send(ReadFrame { frame, reads }).is_err() {
+            break;
+        }
+    }
+}
