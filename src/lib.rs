@@ -7,6 +7,7 @@
 pub mod capture;
 pub mod clock;
 pub mod config;
+pub mod demo;
 pub mod detect;
 pub mod message;
 pub mod metrics;

