@@ -24,7 +24,10 @@ use crate::config::{CameraConfig, CameraSource, Config};
 use crate::detect::{self, PlateDetector};
 use crate::message::{Passage, ReadFrame, Violation};
 use crate::metrics::{inc, Metrics};
-use crate::policy::{Outcome, Policy};
+use crate::detect::retina::RetinaPlateDetector;
+use crate::models::ModelSet;
+use crate::policy::{Outcome, PlateList, Policy};
+use crate::read::ppocr::PpOcrReader;
 use crate::read::{self, PlateReader};
 use crate::status::{self, DeviceFacts};
 use crate::store::{RecordContext, Store};
@@ -33,6 +36,10 @@ use crate::upload::{self, Backend};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
+    #[error(transparent)]
+    Model(#[from] crate::models::ModelError),
+    #[error(transparent)]
+    Lists(#[from] crate::policy::PolicyError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
@@ -78,6 +85,50 @@ pub fn cameras_from_config(cameras: &[CameraConfig], paced_replay: bool) -> Vec<
             }
         })
         .collect()
+}
+
+/// Loads ONNX Runtime and the configured models (each checked against the
+/// manifest's sha256 first) and describes them for records and the status page.
+pub fn inference_from_config(
+    cfg: &Config,
+) -> Result<(Box<dyn PlateDetector>, Box<dyn PlateReader>, DeviceFacts), PipelineError> {
+    let models = ModelSet::new(&cfg.runtime)?;
+    let detector = RetinaPlateDetector::new(&models, &cfg.detect)?;
+    let reader = PpOcrReader::new(&models)?;
+    let manifest = models.manifest();
+    let describe = |id: &str| {
+        manifest
+            .artifact(id)
+            .map(|a| format!("{id}={} {}", a.package, a.version))
+            .unwrap_or_else(|_| id.to_string())
+    };
+    let facts = DeviceFacts {
+        device_id: cfg.device.id.clone(),
+        software_version: env!("CARGO_PKG_VERSION").to_string(),
+        model_versions: format!("{}; {}", describe(crate::models::DETECTOR_ID), describe(crate::models::READER_ID)),
+        runtime_version: describe(crate::models::RUNTIME_ID),
+    };
+    Ok((Box::new(detector), Box::new(reader), facts))
+}
+
+/// Loads the zone's lists. No hit list means no violations: every passage is
+/// a non-hit (a controller that only counts).
+pub fn policy_from_config(cfg: &Config) -> Result<Policy, PipelineError> {
+    let hit_list = match &cfg.policy.hit_list {
+        Some(p) => PlateList::load(p)?,
+        None => PlateList::default(),
+    };
+    let exemptions = match &cfg.policy.exemptions {
+        Some(p) => PlateList::load(p)?,
+        None => PlateList::default(),
+    };
+    tracing::info!(
+        hit_list_entries = hit_list.len(),
+        hit_list_version = %hit_list.version,
+        exemptions = exemptions.len(),
+        "zone lists loaded"
+    );
+    Ok(Policy::new(hit_list, exemptions, cfg.policy.min_confidence))
 }
 
 /// What the pipeline is made of; tests swap any part.

@@ -58,10 +58,11 @@ pub fn run_stage(
     metrics: Arc<Metrics>,
 ) {
     while let Some(DetectedFrame { frame, detections }) = input.blocking_recv() {
-        let crops: Vec<image::RgbImage> = detections
-            .iter()
-            .map(|d| rectify::rectify(&frame.image, &d.corners))
-            .collect();
+        // A detection whose corners make no plate shape is dropped here.
+        let (detections, crops): (Vec<_>, Vec<image::RgbImage>) = detections
+            .into_iter()
+            .filter_map(|d| rectify::rectify(&frame.image, &d.corners).map(|c| (d, c)))
+            .unzip();
         let texts = if crops.is_empty() {
             Vec::new()
         } else {
