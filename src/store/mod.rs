@@ -813,4 +813,29 @@ mod tests {
             "{err}"
         );
     }
+
+    /// Run with `cargo test --lib store -- --ignored --nocapture` to see what one
+    /// durable record of a 1080p overview costs on this machine.
+    #[test]
+    #[ignore = "timing, not a check"]
+    fn record_latency_of_a_1080p_overview() {
+        let (_dir, path) = temp_db();
+        let mut s = Store::open(&path).expect("open");
+        let mut v = sample_violation("TIME1");
+        v.passage.best.image = std::sync::Arc::new(RgbImage::from_fn(1920, 1080, |x, y| {
+            image::Rgb([(x % 251) as u8, (y % 241) as u8, ((x * y) % 239) as u8])
+        }));
+        let n = 20;
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            s.record(&v, &sample_context()).expect("record");
+        }
+        let per = t.elapsed() / n;
+        let p = s.pending(1).expect("pending").remove(0);
+        eprintln!(
+            "record(): {per:?} per violation, overview {} bytes, crop {} bytes",
+            p.overview_jpeg.len(),
+            p.crop_jpeg.len()
+        );
+    }
 }
