@@ -183,3 +183,38 @@ async fn uploader_delivers_all_records_in_order_through_a_flaky_receiver() {
     );
     f.rx.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_backend_that_never_answers_is_a_timeout_not_an_ack() {
+    let f = fixture(1).await;
+    // Accepts TCP connections and then says nothing, not even a TLS hello.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = silent.local_addr().expect("addr");
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = silent.accept().await {
+            held.push(sock);
+        }
+    });
+    let mut cfg = f.pki.upload_config(&format!("https://{addr}"));
+    cfg.timeout_s = 1;
+    let backend = HttpsBackend::new(&cfg).expect("backend");
+    let started = std::time::Instant::now();
+    let err = backend
+        .deliver(&first_pending(&f))
+        .await
+        .expect_err("must fail");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(
+        matches!(
+            err,
+            UploadError::Timeout { .. } | UploadError::Transport { .. }
+        ),
+        "{err}"
+    );
+    eprintln!("as reported: {err}");
+    hold.abort();
+    f.rx.shutdown().await;
+}

@@ -43,6 +43,8 @@ pub enum StoreError {
         path: PathBuf,
         source: rusqlite::Error,
     },
+    #[error("violation store {path} stayed in journal mode `{mode}`; WAL is required")]
+    NotWal { path: PathBuf, mode: String },
     #[error("violation store {path} has schema version {found}, newer than the {supported} this build knows; refusing to touch it")]
     NewerSchema {
         path: PathBuf,
@@ -287,11 +289,9 @@ impl Store {
             .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
             .map_err(open_err)?;
         if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::Open {
+            return Err(StoreError::NotWal {
                 path: path_buf,
-                source: rusqlite::Error::InvalidParameterName(format!(
-                    "journal_mode stayed `{mode}`, WAL is required"
-                )),
+                mode,
             });
         }
         // FULL: a commit is on disk (WAL fsynced) before record() returns.
