@@ -140,7 +140,7 @@ impl HttpsBackend {
                     .mime_str("image/jpeg")
                     .map_err(part_err)?,
             );
-        let mut resp = self
+        let resp = self
             .client
             .post(&self.endpoint)
             .header("Idempotency-Key", rec.id.to_string())
@@ -148,27 +148,7 @@ impl HttpsBackend {
             .send()
             .await
             .map_err(|e| self.transport(e))?;
-        let status = resp.status();
-        let retry_after = retry_after(status, resp.headers());
-        let body = read_limited(&mut resp)
-            .await
-            .map_err(|e| self.transport(e))?;
-        let snippet = |b: &[u8]| sanitise(b);
-        if !status.is_success() {
-            return Err(UploadError::Status {
-                status: status.as_u16(),
-                snippet: snippet(body.as_deref().unwrap_or(b"(body over 64 KiB)")),
-                retry_after,
-            });
-        }
-        let Some(body) = body else {
-            return Err(UploadError::BadAck {
-                status: status.as_u16(),
-                reason: format!("body over {MAX_ACK_BODY} bytes"),
-                snippet: String::new(),
-            });
-        };
-        parse_ack(status.as_u16(), &body, rec)
+        interpret(resp, rec).await.map_err(|e| self.transport(e))?
     }
 
     fn transport(&self, e: reqwest::Error) -> UploadError {
@@ -193,6 +173,33 @@ impl Backend for HttpsBackend {
     ) -> Pin<Box<dyn Future<Output = Result<Ack, UploadError>> + Send + 'a>> {
         Box::pin(self.post(rec))
     }
+}
+
+/// Turns an answer into an ack or an error. The outer error is a failure to
+/// read the body; the inner result is the verdict on a complete answer.
+async fn interpret(
+    mut resp: reqwest::Response,
+    rec: &PendingRecord,
+) -> Result<Result<Ack, UploadError>, reqwest::Error> {
+    let status = resp.status();
+    let retry_after = retry_after(status, resp.headers());
+    let body = read_limited(&mut resp).await?;
+    let snippet = |b: &[u8]| sanitise(b);
+    if !status.is_success() {
+        return Ok(Err(UploadError::Status {
+            status: status.as_u16(),
+            snippet: snippet(body.as_deref().unwrap_or(b"(body over 64 KiB)")),
+            retry_after,
+        }));
+    }
+    let Some(body) = body else {
+        return Ok(Err(UploadError::BadAck {
+            status: status.as_u16(),
+            reason: format!("body over {MAX_ACK_BODY} bytes"),
+            snippet: String::new(),
+        }));
+    };
+    Ok(parse_ack(status.as_u16(), &body, rec))
 }
 
 /// Checks a 2xx body: JSON `{"id": "<uuid>"}` naming this very record.
@@ -323,6 +330,74 @@ mod tests {
             .err()
             .expect("error");
         assert!(matches!(err, UploadError::PlainHttp { .. }), "{err}");
+    }
+
+    fn pending() -> PendingRecord {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = crate::store::Store::open(&dir.path().join("a.sqlite")).expect("open");
+        s.record(
+            &crate::store::testing::sample_violation("AB12CD"),
+            &crate::store::testing::sample_context(),
+        )
+        .expect("record");
+        s.pending(1).expect("pending").remove(0)
+    }
+
+    /// A canned answer, as if it came over the wire (axum re-exports the same
+    /// `http` crate that reqwest converts from).
+    fn answer(status: u16, body: Vec<u8>) -> reqwest::Response {
+        let r = axum::http::Response::builder()
+            .status(status)
+            .body(body)
+            .expect("response");
+        reqwest::Response::from(r)
+    }
+
+    #[tokio::test]
+    async fn matching_id_in_a_2xx_is_an_ack() {
+        let rec = pending();
+        let body = format!("{{\"id\":\"{}\"}}", rec.id).into_bytes();
+        let ack = interpret(answer(201, body), &rec).await.expect("read");
+        assert_eq!(ack.expect("ack").id, rec.id);
+    }
+
+    #[tokio::test]
+    async fn a_redirect_is_an_error_with_its_status() {
+        let rec = pending();
+        let body = format!("{{\"id\":\"{}\"}}", rec.id).into_bytes();
+        let err = interpret(answer(302, body), &rec)
+            .await
+            .expect("read")
+            .expect_err("3xx");
+        assert!(
+            matches!(err, UploadError::Status { status: 302, .. }),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_oversized_body_is_not_an_ack() {
+        let rec = pending();
+        let mut body = format!("{{\"id\":\"{}\",\"pad\":\"", rec.id).into_bytes();
+        body.extend(std::iter::repeat_n(b'x', MAX_ACK_BODY));
+        body.extend_from_slice(b"\"}");
+        let err = interpret(answer(200, body), &rec)
+            .await
+            .expect("read")
+            .expect_err("too big");
+        assert!(matches!(err, UploadError::BadAck { .. }), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_server_error_quotes_a_sanitised_snippet() {
+        let rec = pending();
+        let err = interpret(answer(500, b"db down\n\x1b[0m".to_vec()), &rec)
+            .await
+            .expect("read")
+            .expect_err("500");
+        let text = err.to_string();
+        assert!(text.contains("500") && text.contains("db down"), "{text}");
+        assert!(!text.contains('\n') && !text.contains('\x1b'), "{text}");
     }
 
     #[test]
