@@ -1,1 +1,270 @@
-//! upload
+//! Delivery of stored violations to the backend, retried until acknowledged.
+//!
+//! [`HttpsBackend`] posts one record as multipart over TLS, trusting only the
+//! configured CA; [`run_uploader`] takes pending records from the store oldest
+//! first, delivers them, marks them acknowledged, and backs off (with jitter,
+//! honouring `Retry-After`) while the backend is unreachable.
+//!
+//! A record is acknowledged only by a 2xx answer whose JSON body names the
+//! record's own id; everything else is an error and the record stays pending.
+//! This module never deletes records, never changes their content and never
+//! sends anything but stored records to the configured URL.
+
+mod backoff;
+mod https;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::config::UploadConfig;
+use crate::metrics::{inc, Metrics};
+use crate::store::{PendingRecord, Store, StoreError};
+
+pub use backoff::Backoff;
+pub use https::{HttpsBackend, MAX_ACK_BODY};
+
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    #[error("cannot use CA certificate {path}: {reason}")]
+    CaCert { path: PathBuf, reason: String },
+    #[error("upload URL `{url}` is plain http; set upload.allow_plain_http to allow it (debugging only)")]
+    PlainHttp { url: String },
+    #[error("upload URL `{url}` is not usable: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error("cannot build the HTTPS client: {reason}")]
+    Client { reason: String },
+    #[error("cannot reach {url}: {detail}")]
+    Transport { url: String, detail: String },
+    #[error("no answer from {url} within {timeout:?}")]
+    Timeout { url: String, timeout: Duration },
+    #[error("backend answered {status}{}: {snippet}", retry_after.map(|d| format!(" (retry after {}s)", d.as_secs())).unwrap_or_default())]
+    Status {
+        status: u16,
+        snippet: String,
+        retry_after: Option<Duration>,
+    },
+    #[error(
+        "backend answered {status} but not with an acknowledgement: {reason}; body: {snippet}"
+    )]
+    BadAck {
+        status: u16,
+        reason: String,
+        snippet: String,
+    },
+    #[error("backend acknowledged id `{got}` for record {expected}; not an acknowledgement")]
+    WrongId { expected: Uuid, got: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("store task failed: {0}")]
+    Task(String),
+}
+
+impl UploadError {
+    /// The wait the backend asked for (`Retry-After` on 429/503), if any.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            UploadError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// The backend's acknowledgement of one record.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ack {
+    /// The record id the backend says it stored.
+    pub id: Uuid,
+}
+
+/// Where records go. Object-safe so tests can use an in-process fake.
+pub trait Backend: Send + Sync {
+    /// Delivers one record. `Ok` only when the backend has acknowledged it.
+    fn deliver<'a>(
+        &'a self,
+        rec: &'a PendingRecord,
+    ) -> Pin<Box<dyn Future<Output = Result<Ack, UploadError>> + Send + 'a>>;
+}
+
+/// Tuning of [`run_uploader`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct UploaderParams {
+    /// Records taken from the store per query.
+    pub batch: usize,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    /// When idle, look at the store this often even without a wake-up, in case
+    /// a record was written by a process that cannot notify us.
+    pub idle_poll: Duration,
+}
+
+impl UploaderParams {
+    pub fn from_config(cfg: &UploadConfig) -> Self {
+        UploaderParams {
+            batch: 16,
+            backoff_initial: Duration::from_millis(cfg.backoff_initial_ms.max(1)),
+            backoff_max: Duration::from_millis(cfg.backoff_max_ms.max(cfg.backoff_initial_ms)),
+            idle_poll: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Runs a store call on the blocking pool: SQLite calls (fsync, large blobs)
+/// must not stall the async workers.
+async fn blocking<T: Send + 'static>(
+    store: &Arc<Mutex<Store>>,
+    f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, UploadError> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || {
+        let guard = store.lock().unwrap_or_else(|p| p.into_inner());
+        f(&guard)
+    })
+    .await
+    .map_err(|e| UploadError::Task(e.to_string()))?
+    .map_err(UploadError::Store)
+}
+
+/// Sleeps for `d`; false if shutdown came first.
+async fn pause(d: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => false,
+        _ = tokio::time::sleep(d) => true,
+    }
+}
+
+/// Delivers pending records from the store at `store_path` through `backend`
+/// until `shutdown` is cancelled.
+///
+/// Opens its own connection to the store. Records go oldest (lowest seq) first;
+/// after any failure it waits (exponential backoff with jitter, at least as long
+/// as a `Retry-After`) and starts again from the oldest pending record, so
+/// records are delivered in seq order. When nothing is pending it waits for
+/// `wake` (the recorder calls `wake.notify_one()` after each commit, which is
+/// never lost even if no one is waiting yet) or `params.idle_poll`.
+///
+/// Returns `Err` only if the store cannot be opened; later store errors are
+/// counted in `metrics.store_errors` and retried with backoff.
+pub async fn run_uploader(
+    store_path: PathBuf,
+    backend: Arc<dyn Backend>,
+    wake: Arc<Notify>,
+    metrics: Arc<Metrics>,
+    params: UploaderParams,
+    shutdown: CancellationToken,
+) -> Result<(), UploadError> {
+    let path = store_path.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open(&path))
+        .await
+        .map_err(|e| UploadError::Task(e.to_string()))??;
+    let store = Arc::new(Mutex::new(store));
+    let mut backoff = Backoff::new(params.backoff_initial, params.backoff_max);
+    let batch_size = params.batch.max(1);
+
+    'outer: while !shutdown.is_cancelled() {
+        let batch = match blocking(&store, move |s| {
+            let count = s.pending_count()?;
+            Ok((count, s.pending(batch_size)?))
+        })
+        .await
+        {
+            Ok((count, batch)) => {
+                metrics.pending_uploads.store(count, Ordering::Relaxed);
+                batch
+            }
+            Err(e) => {
+                inc(&metrics.store_errors);
+                tracing::error!(error = %e, "cannot read pending violations");
+                metrics.set_upload_error(Some(e.to_string()));
+                if !pause(backoff.next_delay(), &shutdown).await {
+                    break;
+                }
+                continue;
+            }
+        };
+
+        if batch.is_empty() {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep(params.idle_poll) => {}
+            }
+            continue;
+        }
+
+        for rec in batch {
+            let result = tokio::select! {
+                _ = shutdown.cancelled() => break 'outer,
+                r = backend.deliver(&rec) => r,
+            };
+            // Defence in depth: a Backend must check the id, but an ack for
+            // another record is never taken as one for this record.
+            let result = result.and_then(|ack| {
+                if ack.id == rec.id {
+                    Ok(ack)
+                } else {
+                    Err(UploadError::WrongId {
+                        expected: rec.id,
+                        got: ack.id.to_string(),
+                    })
+                }
+            });
+            match result {
+                Ok(_) => {
+                    let id = rec.id;
+                    let now = chrono::Utc::now();
+                    if let Err(e) = blocking(&store, move |s| s.mark_acked(id, now)).await {
+                        // The backend has it; the next attempt repeats the
+                        // delivery with the same Idempotency-Key, which the
+                        // backend answers without storing it twice.
+                        inc(&metrics.store_errors);
+                        tracing::error!(error = %e, %id, "cannot mark violation acknowledged");
+                        metrics.set_upload_error(Some(e.to_string()));
+                        if !pause(backoff.next_delay(), &shutdown).await {
+                            break 'outer;
+                        }
+                        continue 'outer;
+                    }
+                    inc(&metrics.uploads_acked);
+                    let _ = metrics.pending_uploads.fetch_update(
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                        |n| Some(n.saturating_sub(1)),
+                    );
+                    metrics.set_upload_error(None);
+                    backoff.reset();
+                }
+                Err(e) => {
+                    inc(&metrics.upload_failures);
+                    let msg = e.to_string();
+                    tracing::warn!(error = %msg, seq = rec.seq, "violation upload failed");
+                    metrics.set_upload_error(Some(msg.clone()));
+                    let id = rec.id;
+                    if let Err(se) = blocking(&store, move |s| s.record_attempt(id, &msg)).await {
+                        inc(&metrics.store_errors);
+                        tracing::error!(error = %se, "cannot count upload attempt");
+                    }
+                    let delay = backoff
+                        .next_delay()
+                        .max(e.retry_after().unwrap_or_default());
+                    if !pause(delay, &shutdown).await {
+                        break 'outer;
+                    }
+                    // Start again from the oldest pending record.
+                    continue 'outer;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
