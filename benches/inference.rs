@@ -29,13 +29,16 @@ fn models() -> Option<ModelSet> {
 
 /// A 1920x1080 frame of the demo scene with the most plates in view.
 fn busy_frame(s: &Scenario) -> (image::RgbImage, u32) {
-    let index = (0..s.frames).max_by_key(|&i| frame_truth(s, i).len()).unwrap_or(0);
+    let index = (0..s.frames)
+        .max_by_key(|&i| frame_truth(s, i).len())
+        .unwrap_or(0);
     (render_frame(s, index), index)
 }
 
 fn inference(c: &mut Criterion) {
     let Some(models) = models() else { return };
-    let mut detector = RetinaPlateDetector::new(&models, &DetectConfig::default()).expect("detector loads");
+    let mut detector =
+        RetinaPlateDetector::new(&models, &DetectConfig::default()).expect("detector loads");
     let mut reader = PpOcrReader::new(&models).expect("reader loads");
     let scenario = Scenario::demo();
     let (frame, index) = busy_frame(&scenario);
@@ -44,12 +47,19 @@ fn inference(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("inference");
     g.sample_size(10);
-    g.bench_function("detect_1920x1080", |b| b.iter(|| detector.detect(&frame).expect("detects")));
-    g.bench_function("read_one_crop", |b| b.iter(|| reader.read(std::slice::from_ref(&crop)).expect("reads")));
+    g.bench_function("detect_1920x1080", |b| {
+        b.iter(|| detector.detect(&frame).expect("detects"))
+    });
+    g.bench_function("read_one_crop", |b| {
+        b.iter(|| reader.read(std::slice::from_ref(&crop)).expect("reads"))
+    });
     g.bench_function("detect_and_read_1920x1080", |b| {
         b.iter(|| {
             let dets = detector.detect(&frame).expect("detects");
-            let crops: Vec<_> = dets.iter().filter_map(|d| rectify::rectify(&frame, &d.corners)).collect();
+            let crops: Vec<_> = dets
+                .iter()
+                .filter_map(|d| rectify::rectify(&frame, &d.corners))
+                .collect();
             if !crops.is_empty() {
                 reader.read(&crops).expect("reads");
             }

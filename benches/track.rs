@@ -26,7 +26,12 @@ fn frame(seq: u64, plates: usize, crop: &Arc<RgbImage>, image: &Arc<RgbImage>) -
             PlateRead {
                 detection: Detection {
                     bbox,
-                    corners: [(bbox.x1, bbox.y1), (bbox.x2, bbox.y1), (bbox.x2, bbox.y2), (bbox.x1, bbox.y2)],
+                    corners: [
+                        (bbox.x1, bbox.y1),
+                        (bbox.x2, bbox.y1),
+                        (bbox.x2, bbox.y2),
+                        (bbox.x1, bbox.y2),
+                    ],
                     score: 0.5,
                 },
                 text: format!("AB{i:03}C"),
@@ -42,7 +47,8 @@ fn frame(seq: u64, plates: usize, crop: &Arc<RgbImage>, image: &Arc<RgbImage>) -
             seq,
             captured: Instant2 {
                 mono: Duration::from_millis(seq * 100),
-                wall: chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("valid") + chrono::Duration::milliseconds(seq as i64 * 100),
+                wall: chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("valid")
+                    + chrono::Duration::milliseconds(seq as i64 * 100),
                 sync: SyncState {
                     synchronised: true,
                     max_error_us: 0,

@@ -22,7 +22,10 @@ use crate::upload::HttpsBackend;
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
     #[error("cannot write {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
@@ -80,14 +83,21 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
     let started = Instant::now();
     let dir = &opts.dir;
     let frames_dir = dir.join("frames");
-    let frames = crate::synth::write_frames(&opts.scenario, &frames_dir).map_err(|source| DemoError::Write {
-        path: frames_dir.clone(),
-        source,
+    let frames = crate::synth::write_frames(&opts.scenario, &frames_dir).map_err(|source| {
+        DemoError::Write {
+            path: frames_dir.clone(),
+            source,
+        }
     })?;
 
     // Every other vehicle is banned, and the first banned one holds an
     // exemption, so each run shows all three outcomes.
-    let scene_plates: Vec<String> = opts.scenario.vehicles.iter().map(|v| v.plate.clone()).collect();
+    let scene_plates: Vec<String> = opts
+        .scenario
+        .vehicles
+        .iter()
+        .map(|v| v.plate.clone())
+        .collect();
     let banned: Vec<String> = scene_plates.iter().step_by(2).cloned().collect();
     let exempted: Vec<String> = banned.iter().take(1).cloned().collect();
     let expected_violations: Vec<String> = banned.iter().skip(1).cloned().collect();
@@ -96,7 +106,10 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
         hits.push_str(&format!("{p},hit-{i}\n"));
     }
     write(&dir.join("hit-list.csv"), &hits)?;
-    let ex: String = exempted.iter().map(|p| format!("{p},exemption-0\n")).collect();
+    let ex: String = exempted
+        .iter()
+        .map(|p| format!("{p},exemption-0\n"))
+        .collect();
     write(&dir.join("exemptions.csv"), &ex)?;
 
     let pki = receiver::generate_test_pki(&dir.join("pki"))?;
@@ -105,7 +118,10 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
     let port = opts.upload_port_override.unwrap_or(receiver_addr.port());
 
     let config_path = dir.join("config.toml");
-    write(&config_path, &demo_config(dir, &opts.models_dir, &pki.ca_cert, port, opts.scenario.fps))?;
+    write(
+        &config_path,
+        &demo_config(dir, &opts.models_dir, &pki.ca_cert, port, opts.scenario.fps),
+    )?;
     let cfg = Config::load(&config_path)?;
 
     let (detector, reader, facts) = pipeline::inference_from_config(&cfg)?;
@@ -138,7 +154,8 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
         .await
         .map_err(|e| DemoError::Store(e.to_string()))?;
     let deadline = Instant::now() + opts.upload_grace;
-    while metrics.uploads_acked.load(Ordering::Relaxed) < metrics.violations_recorded.load(Ordering::Relaxed)
+    while metrics.uploads_acked.load(Ordering::Relaxed)
+        < metrics.violations_recorded.load(Ordering::Relaxed)
         && Instant::now() < deadline
     {
         tokio::time::sleep(Duration::from_millis(50)).await;

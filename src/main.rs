@@ -7,7 +7,11 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "anpr-edge", version, about = "Roadside ANPR for zero-emission-zone enforcement")]
+#[command(
+    name = "anpr-edge",
+    version,
+    about = "Roadside ANPR for zero-emission-zone enforcement"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

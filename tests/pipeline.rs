@@ -20,7 +20,11 @@ fn models_dir() -> PathBuf {
     dir
 }
 
-fn run_scene(dir: &std::path::Path, upload_port_override: Option<u16>, grace: Duration) -> DemoOutcome {
+fn run_scene(
+    dir: &std::path::Path,
+    upload_port_override: Option<u16>,
+    grace: Duration,
+) -> DemoOutcome {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(demo::run(DemoOptions {
         dir: dir.to_owned(),
@@ -56,11 +60,21 @@ fn banned_plates_arrive_once_over_tls_and_nothing_else_is_stored() {
     let s = &out.counters;
 
     let processed: u64 = s.cameras.iter().map(|c| c.frames_processed).sum();
-    assert_eq!(processed as usize, out.frames, "lossless replay processes every frame");
+    assert_eq!(
+        processed as usize, out.frames,
+        "lossless replay processes every frame"
+    );
     assert_eq!(s.cameras[0].frames_dropped, 0);
-    assert!(s.passages as usize >= out.scene_plates.len(), "one passage per vehicle at least: {s:?}");
+    assert!(
+        s.passages as usize >= out.scene_plates.len(),
+        "one passage per vehicle at least: {s:?}"
+    );
 
-    let mut got: Vec<&str> = out.received.iter().map(|r| r.metadata.plate.as_str()).collect();
+    let mut got: Vec<&str> = out
+        .received
+        .iter()
+        .map(|r| r.metadata.plate.text.as_str())
+        .collect();
     got.sort();
     let mut want: Vec<&str> = out.expected_violations.iter().map(String::as_str).collect();
     want.sort();
@@ -72,21 +86,30 @@ fn banned_plates_arrive_once_over_tls_and_nothing_else_is_stored() {
         assert_eq!(r.metadata.device_id, "demo-0001");
         assert_eq!(r.metadata.camera, "demo-cam");
         assert!(r.metadata.reads >= 2);
-        assert!(r.metadata.plate_confidence >= 0.8);
+        assert!(r.metadata.plate.confidence >= 0.8);
         assert!(!r.overview_jpeg.is_empty() && !r.crop_jpeg.is_empty());
         let overview = image::load_from_memory(&r.overview_jpeg).expect("overview is a JPEG");
         assert!(overview.width() >= 640, "overview is the whole frame");
     }
     let mut seqs: Vec<i64> = out.received.iter().map(|r| r.metadata.seq).collect();
     seqs.sort();
-    assert_eq!(seqs, (1..=seqs.len() as i64).collect::<Vec<_>>(), "sequence numbers without gaps");
+    assert_eq!(
+        seqs,
+        (1..=seqs.len() as i64).collect::<Vec<_>>(),
+        "sequence numbers without gaps"
+    );
 
     // Privacy: no plate but a violation's is anywhere in the database files.
     let bytes = store_bytes(&out.store_path);
     assert!(!bytes.is_empty());
     for plate in &out.scene_plates {
         let is_violation = out.expected_violations.contains(plate);
-        assert_eq!(contains(&bytes, plate), is_violation, "plate {plate} stored: {}", !is_violation);
+        assert_eq!(
+            contains(&bytes, plate),
+            is_violation,
+            "plate {plate} stored: {}",
+            !is_violation
+        );
     }
 }
 
@@ -94,11 +117,18 @@ fn banned_plates_arrive_once_over_tls_and_nothing_else_is_stored() {
 fn a_backend_that_is_down_loses_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     // A port that nothing listens on: bind one, then free it.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
     let out = run_scene(dir.path(), Some(closed), Duration::from_millis(500));
     let s = &out.counters;
     assert!(!out.expected_violations.is_empty());
-    assert_eq!(s.violations_recorded as usize, out.expected_violations.len());
+    assert_eq!(
+        s.violations_recorded as usize,
+        out.expected_violations.len()
+    );
     assert_eq!(s.uploads_acked, 0);
     assert!(s.upload_failures >= 1);
     assert!(s.last_upload_error.is_some());
@@ -106,5 +136,8 @@ fn a_backend_that_is_down_loses_nothing() {
 
     // Everything is still in the store, waiting.
     let store = anpr_edge::store::Store::open(&out.store_path).expect("reopen");
-    assert_eq!(store.pending_count().expect("count") as usize, out.expected_violations.len());
+    assert_eq!(
+        store.pending_count().expect("count") as usize,
+        out.expected_violations.len()
+    );
 }

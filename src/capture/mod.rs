@@ -55,6 +55,26 @@ struct QueueState {
     sources: usize,
 }
 
+/// What [`FrameQueue::pop`] found.
+#[derive(Debug)]
+pub enum Popped {
+    Frame(Frame),
+    /// Nothing arrived in time; sources are still running.
+    Empty,
+    /// Every source has finished and the queue is drained.
+    Closed,
+}
+
+impl Popped {
+    /// The frame, if one was taken (for tests).
+    pub fn frame(self) -> Option<Frame> {
+        match self {
+            Popped::Frame(f) => Some(f),
+            _ => None,
+        }
+    }
+}
+
 /// The bounded queue between capture and detection. Pushing never blocks
 /// (except the lossless push); when full, the oldest frame goes.
 #[derive(Clone)]
@@ -124,23 +144,22 @@ impl FrameQueue {
         self.inner.1.notify_all();
     }
 
-    /// Takes the oldest frame, waiting up to `timeout`. `Err(())` once every
-    /// source has finished and the queue is empty.
-    pub fn pop(&self, timeout: Duration) -> Result<Option<Frame>, ()> {
+    /// Takes the oldest frame, waiting up to `timeout`.
+    pub fn pop(&self, timeout: Duration) -> Popped {
         let mut st = self.lock();
         let deadline = std::time::Instant::now() + timeout;
         loop {
             if let Some(f) = st.frames.pop_front() {
                 drop(st);
                 self.inner.1.notify_all();
-                return Ok(Some(f));
+                return Popped::Frame(f);
             }
             if st.closed_sources >= st.sources {
-                return Err(());
+                return Popped::Closed;
             }
             let now = std::time::Instant::now();
             if now >= deadline {
-                return Ok(None);
+                return Popped::Empty;
             }
             st = match self.inner.1.wait_timeout(st, deadline - now) {
                 Ok((g, _)) => g,
@@ -294,7 +313,7 @@ mod tests {
         q.push(frame("a", 0));
         q.push(frame("b", 1));
         q.push(frame("a", 2));
-        let first = q.pop(Duration::ZERO).expect("open").expect("frame");
+        let first = q.pop(Duration::ZERO).frame().expect("frame");
         assert_eq!((first.camera.as_ref(), first.seq), ("b", 1));
         assert_eq!(
             m.camera("a")
@@ -315,10 +334,10 @@ mod tests {
         let q = FrameQueue::new(2, 2, Metrics::new());
         q.push(frame("a", 0));
         q.source_done();
-        assert!(q.pop(Duration::ZERO).expect("open").is_some());
-        assert!(matches!(q.pop(Duration::ZERO), Ok(None)));
+        assert!(q.pop(Duration::ZERO).frame().is_some());
+        assert!(matches!(q.pop(Duration::ZERO), Popped::Empty));
         q.source_done();
-        assert!(q.pop(Duration::ZERO).is_err());
+        assert!(matches!(q.pop(Duration::ZERO), Popped::Closed));
     }
 
     struct Scripted(Vec<Result<Option<RgbImage>, CaptureError>>);
@@ -364,9 +383,12 @@ mod tests {
             m.clone(),
             CancellationToken::new(),
         );
-        let f0 = q.pop(Duration::ZERO).expect("open").expect("frame");
-        let f1 = q.pop(Duration::ZERO).expect("open").expect("frame");
-        assert!(q.pop(Duration::ZERO).is_err(), "source done, queue drained");
+        let f0 = q.pop(Duration::ZERO).frame().expect("frame");
+        let f1 = q.pop(Duration::ZERO).frame().expect("frame");
+        assert!(
+            matches!(q.pop(Duration::ZERO), Popped::Closed),
+            "source done, queue drained"
+        );
         assert_eq!((f0.seq, f1.seq), (0, 1));
         assert_eq!(
             f1.captured.mono - f0.captured.mono,
@@ -398,7 +420,7 @@ mod tests {
             m.clone(),
             CancellationToken::new(),
         );
-        assert!(q.pop(Duration::ZERO).is_err());
+        assert!(matches!(q.pop(Duration::ZERO), Popped::Closed));
         let state = m.camera("gone").state.lock().expect("lock").clone();
         assert!(matches!(state, CameraState::Absent(ref why) if why.contains("/dev/video9")));
     }
@@ -411,7 +433,7 @@ mod tests {
         let t = std::thread::spawn(move || q2.push_wait(frame("a", 1), &|| false));
         std::thread::sleep(Duration::from_millis(30));
         assert_eq!(q.len(), 1);
-        assert_eq!(q.pop(Duration::ZERO).expect("open").expect("frame").seq, 0);
+        assert_eq!(q.pop(Duration::ZERO).frame().expect("frame").seq, 0);
         assert!(t.join().expect("thread"));
         assert_eq!(
             q.pop(Duration::from_secs(1))

@@ -14,7 +14,11 @@ pub fn run(file: &Path) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             } else {
                 for (key, path) in missing {
-                    eprintln!("{}: key `{key}`: {} does not exist", file.display(), path.display());
+                    eprintln!(
+                        "{}: key `{key}`: {} does not exist",
+                        file.display(),
+                        path.display()
+                    );
                 }
                 Ok(ExitCode::FAILURE)
             }

@@ -39,9 +39,17 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             tmp.path().to_owned()
         }
     };
-    let models_dir = std::fs::canonicalize(&args.models_dir)
-        .with_context(|| format!("models folder {} is missing: run `make models`", args.models_dir.display()))?;
-    let scenario = if args.small { Scenario::small_test() } else { Scenario::demo() };
+    let models_dir = std::fs::canonicalize(&args.models_dir).with_context(|| {
+        format!(
+            "models folder {} is missing: run `make models`",
+            args.models_dir.display()
+        )
+    })?;
+    let scenario = if args.small {
+        Scenario::small_test()
+    } else {
+        Scenario::demo()
+    };
     println!(
         "anpr-edge demo: {} frames of {}x{}, {} vehicles, working in {}",
         scenario.frames,
@@ -72,23 +80,47 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     println!("summary ({:.1} s)", outcome.elapsed.as_secs_f32());
     println!("  frames processed     {done} of {}", outcome.frames);
     println!("  plates detected      {}", s.plates_detected);
-    println!("  plates read          {} ({} rejected as unsure)", s.plates_read, s.reads_rejected);
+    println!(
+        "  plates read          {} ({} rejected as unsure)",
+        s.plates_read, s.reads_rejected
+    );
     println!(
         "  passages             {} ({} non-hits counted and dropped, {} too unsure to act on)",
         s.passages, s.non_hits, s.low_confidence_passages
     );
     println!("  violations recorded  {}", s.violations_recorded);
-    println!("  violations uploaded  {} (the receiver holds {})", s.uploads_acked, outcome.received.len());
+    println!(
+        "  violations uploaded  {} (the receiver holds {})",
+        s.uploads_acked,
+        outcome.received.len()
+    );
     for r in &outcome.received {
         println!(
             "    #{} {} camera {} at {} confidence {:.2}, {} reads",
-            r.metadata.seq, r.metadata.plate, r.metadata.camera, r.metadata.captured_at, r.metadata.plate_confidence, r.metadata.reads
+            r.metadata.seq,
+            r.metadata.plate.text,
+            r.metadata.camera,
+            r.metadata.captured_at,
+            r.metadata.plate.confidence,
+            r.metadata.reads
         );
     }
-    println!("  scene plates: {}; banned without exemption: {}; exempted: {}",
-        outcome.scene_plates.join(" "), outcome.expected_violations.join(" "), outcome.exempted.join(" "));
-    let got: std::collections::BTreeSet<&str> = outcome.received.iter().map(|r| r.metadata.plate.as_str()).collect();
-    let want: std::collections::BTreeSet<&str> = outcome.expected_violations.iter().map(String::as_str).collect();
+    println!(
+        "  scene plates: {}; banned without exemption: {}; exempted: {}",
+        outcome.scene_plates.join(" "),
+        outcome.expected_violations.join(" "),
+        outcome.exempted.join(" ")
+    );
+    let got: std::collections::BTreeSet<&str> = outcome
+        .received
+        .iter()
+        .map(|r| r.metadata.plate.text.as_str())
+        .collect();
+    let want: std::collections::BTreeSet<&str> = outcome
+        .expected_violations
+        .iter()
+        .map(String::as_str)
+        .collect();
     runtime.block_on(outcome.receiver.shutdown());
     if got != want {
         bail!("the receiver holds plates {got:?}, but the banned, unexempted plates of the scene are {want:?}");

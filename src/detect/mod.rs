@@ -32,7 +32,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::capture::FrameQueue;
+use crate::capture::{FrameQueue, Popped};
 use crate::message::DetectedFrame;
 use crate::metrics::{inc, Metrics};
 
@@ -47,9 +47,9 @@ pub fn run_stage(
 ) {
     while !stop.is_cancelled() {
         let frame = match queue.pop(Duration::from_millis(100)) {
-            Ok(Some(f)) => f,
-            Ok(None) => continue,
-            Err(()) => break,
+            Popped::Frame(f) => f,
+            Popped::Empty => continue,
+            Popped::Closed => break,
         };
         let started = std::time::Instant::now();
         let detections = match detector.detect(&frame.image) {
@@ -63,8 +63,13 @@ pub fn run_stage(
         metrics
             .last_detect_us
             .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-        metrics.plates_detected.fetch_add(detections.len() as u64, Ordering::Relaxed);
-        if out.blocking_send(DetectedFrame { frame, detections }).is_err() {
+        metrics
+            .plates_detected
+            .fetch_add(detections.len() as u64, Ordering::Relaxed);
+        if out
+            .blocking_send(DetectedFrame { frame, detections })
+            .is_err()
+        {
             break;
         }
     }

@@ -21,7 +21,10 @@ use crate::metrics::{CameraState, Metrics, MetricsSnapshot};
 #[derive(Debug, thiserror::Error)]
 pub enum StatusError {
     #[error("cannot listen on {addr} for the status endpoint: {source}")]
-    Bind { addr: String, source: std::io::Error },
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
 }
 
 /// Facts about the device that do not change while it runs.
@@ -64,7 +67,10 @@ async fn healthz(State(st): State<AppState>) -> impl IntoResponse {
     if healthy(&st.metrics.snapshot()) {
         (StatusCode::OK, "ok\n")
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "no camera is delivering frames\n")
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no camera is delivering frames\n",
+        )
     }
 }
 
@@ -72,7 +78,12 @@ async fn status(State(st): State<AppState>) -> impl IntoResponse {
     let counters = st.metrics.snapshot();
     Json(StatusBody {
         facts: st.facts.clone(),
-        uptime_s: st.time.clocks.monotonic().saturating_sub(st.started).as_secs(),
+        uptime_s: st
+            .time
+            .clocks
+            .monotonic()
+            .saturating_sub(st.started)
+            .as_secs(),
         clock: st.time.sync.state(),
         healthy: healthy(&counters),
         counters,
@@ -140,13 +151,22 @@ mod tests {
     async fn get_text(addr: SocketAddr, path: &str) -> (u16, String) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-            .await
-            .expect("write");
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .expect("write");
         let mut buf = String::new();
         s.read_to_string(&mut buf).await.expect("read");
-        let code = buf.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-        let body = buf.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default();
+        let code = buf
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = buf
+            .split_once("\r\n\r\n")
+            .map(|x| x.1.to_string())
+            .unwrap_or_default();
         (code, body)
     }
 
@@ -154,10 +174,17 @@ mod tests {
     async fn health_follows_camera_state_and_status_shows_counters() {
         let m = Metrics::new();
         let stop = CancellationToken::new();
-        let (addr, task) = serve("127.0.0.1:0", facts(), m.clone(), TimeSource::real(), stop.clone())
-            .await
-            .expect("bind");
-        *m.camera("north").state.lock().expect("lock") = CameraState::Absent("/dev/video0: gone".into());
+        let (addr, task) = serve(
+            "127.0.0.1:0",
+            facts(),
+            m.clone(),
+            TimeSource::real(),
+            stop.clone(),
+        )
+        .await
+        .expect("bind");
+        *m.camera("north").state.lock().expect("lock") =
+            CameraState::Absent("/dev/video0: gone".into());
         assert_eq!(get_text(addr, "/healthz").await.0, 503);
         *m.camera("north").state.lock().expect("lock") = CameraState::Streaming;
         inc(&m.passages);
@@ -175,12 +202,20 @@ mod tests {
 
     #[tokio::test]
     async fn busy_port_is_a_clear_error() {
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = l.local_addr().expect("addr").to_string();
-        let err = serve(&addr, facts(), Metrics::new(), TimeSource::real(), CancellationToken::new())
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
-            .err()
-            .expect("port taken");
+            .expect("bind");
+        let addr = l.local_addr().expect("addr").to_string();
+        let err = serve(
+            &addr,
+            facts(),
+            Metrics::new(),
+            TimeSource::real(),
+            CancellationToken::new(),
+        )
+        .await
+        .err()
+        .expect("port taken");
         assert!(err.to_string().contains(&addr));
     }
 }
