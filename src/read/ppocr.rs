@@ -1,1 +1,329 @@
 //! The PP-OCRv4 text recogniser (`ch_PP-OCRv4_rec_infer.onnx`), restricted to plate characters.
+//!
+//! Input preparation follows rapidocr 1.4.4 (`ch_ppocr_rec`): height 48, width
+//! from the aspect ratio (at least 320, the batch padded on the right with
+//! zeros to its widest crop), BGR, x/255, -0.5, /0.5. The class list is the
+//! model's `character` metadata with the CTC blank prepended and a space
+//! appended, as rapidocr's `CTCLabelDecode` builds it.
+//!
+//! Decoding differs on purpose: the model knows 6 600 Chinese and other
+//! characters, a plate only A-Z and 0-9. At each time step only the blank, the
+//! 36 plate characters (lower-case and full-width forms summed into their
+//! upper-case one) and the separators (space, dash, dots: one class together)
+//! compete, so that a dash or an inspection sticker is read as a separator
+//! rather than forced into a letter; then greedy CTC collapse, and separators
+//! are dropped from the text. It never sees frames, only crops, and writes
+//! nothing anywhere.
+
+use image::imageops::FilterType;
+use image::RgbImage;
+use ort::session::Session;
+use ort::value::TensorRef;
+
+use crate::models::{ModelError, ModelSet, READER_ID};
+use crate::read::{PlateReader, ReadError, TextRead};
+
+/// The model's input height.
+pub const INPUT_HEIGHT: u32 = 48;
+/// rapidocr's rec_img_shape width: the narrowest input a batch is padded to.
+pub const MIN_INPUT_WIDTH: u32 = 320;
+/// Crops per inference call; more are split into several calls.
+pub const MAX_BATCH: usize = 8;
+
+/// Characters that may sit between plate characters: dashes, dots, bullets,
+/// spaces, in their ASCII, typographic and full-width forms.
+const SEPARATORS: &[char] = &[
+    ' ', '-', '.', '_', '·', '•', '‧', '・', '⋅', '∙', '–', '—', '﹣', '－', '．', '＿', '\u{3000}',
+];
+
+/// What one model class counts as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Symbol {
+    Blank,
+    /// Index into `PLATE_CHARS`.
+    Char(u8),
+    Separator,
+    /// Anything else; never chosen.
+    Other,
+}
+
+const PLATE_CHARS: &[u8; 36] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+/// Decoding slots: 0 = blank, 1..=36 = plate chars, 37 = separator.
+const SLOTS: usize = 38;
+const SLOT_SEP: usize = 37;
+
+fn symbol_of(label: &str) -> Symbol {
+    let mut it = label.chars();
+    let (Some(c), None) = (it.next(), it.next()) else {
+        return Symbol::Other;
+    };
+    if SEPARATORS.contains(&c) {
+        return Symbol::Separator;
+    }
+    // Full-width ASCII (U+FF01..U+FF5E) is ASCII shifted by 0xFEE0.
+    let c = match c as u32 {
+        0xFF01..=0xFF5E => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),
+        _ => c,
+    };
+    let c = c.to_ascii_uppercase();
+    match PLATE_CHARS.iter().position(|&p| p as char == c) {
+        Some(i) => Symbol::Char(i as u8),
+        None => Symbol::Other,
+    }
+}
+
+/// Maps the model's classes onto decoding slots.
+#[derive(Clone, Debug)]
+pub struct CtcAlphabet {
+    /// Per model class: its slot, or `None` for classes that never compete.
+    slot: Vec<Option<u8>>,
+}
+
+impl CtcAlphabet {
+    /// From the model's `character` metadata: one label per line; the blank is
+    /// put first and a space last, as rapidocr does.
+    pub fn from_metadata(character: &str) -> CtcAlphabet {
+        let mut labels: Vec<&str> = vec!["blank"];
+        labels.extend(character.split('\n').map(|l| l.trim_end_matches('\r')));
+        labels.push(" ");
+        let slot = labels
+            .iter()
+            .enumerate()
+            .map(
+                |(i, l)| match if i == 0 { Symbol::Blank } else { symbol_of(l) } {
+                    Symbol::Blank => Some(0),
+                    Symbol::Char(c) => Some(c + 1),
+                    Symbol::Separator => Some(SLOT_SEP as u8),
+                    Symbol::Other => None,
+                },
+            )
+            .collect();
+        CtcAlphabet { slot }
+    }
+
+    /// Number of model classes (the output's last dimension).
+    pub fn classes(&self) -> usize {
+        self.slot.len()
+    }
+
+    /// Decodes one crop's output, `steps` x `classes()` probabilities.
+    pub fn decode(&self, probs: &[f32]) -> TextRead {
+        let classes = self.classes();
+        let mut text = String::new();
+        let mut confs: Vec<f32> = Vec::new();
+        let mut prev_slot = 0usize;
+        for step in probs.chunks_exact(classes) {
+            let mut acc = [0f32; SLOTS];
+            for (p, s) in step.iter().zip(&self.slot) {
+                if let Some(s) = s {
+                    acc[*s as usize] += p;
+                }
+            }
+            let mut best = 0usize;
+            for (i, v) in acc.iter().enumerate() {
+                if *v > acc[best] {
+                    best = i;
+                }
+            }
+            let p = acc[best].clamp(0.0, 1.0);
+            if best == prev_slot {
+                // Same symbol continued: one character, keep its best step.
+                if (1..=36).contains(&best) {
+                    if let Some(last) = confs.last_mut() {
+                        *last = last.max(p);
+                    }
+                }
+            } else if (1..=36).contains(&best) {
+                text.push(PLATE_CHARS[best - 1] as char);
+                confs.push(p);
+            }
+            prev_slot = best;
+        }
+        // The weakest character bounds the plate: one wrong character makes
+        // the whole plate wrong, whatever the others score.
+        let confidence = confs
+            .iter()
+            .copied()
+            .fold(None, |m: Option<f32>, c| Some(m.map_or(c, |m| m.min(c))));
+        TextRead {
+            text,
+            char_confidences: confs,
+            confidence: confidence.unwrap_or(0.0),
+        }
+    }
+}
+
+/// Reader on PP-OCRv4's recogniser.
+pub struct PpOcrReader {
+    session: Session,
+    alphabet: CtcAlphabet,
+    input: Vec<f32>,
+}
+
+impl PpOcrReader {
+    /// Loads the reader named in the manifest (checksum checked first).
+    pub fn new(models: &ModelSet) -> Result<Self, ModelError> {
+        let session = models.session(READER_ID)?;
+        let path = models.path_of(READER_ID)?;
+        Self::from_session(session).map_err(|reason| ModelError::Session { path, reason })
+    }
+
+    /// Wraps a session on a PP-OCR recogniser that carries `character` metadata.
+    pub fn from_session(session: Session) -> Result<Self, String> {
+        let character = session
+            .metadata()
+            .map_err(|e| format!("cannot read model metadata: {e}"))?
+            .custom("character")
+            .ok_or("model metadata has no `character` list")?;
+        Ok(PpOcrReader {
+            alphabet: CtcAlphabet::from_metadata(&character),
+            session,
+            input: Vec::new(),
+        })
+    }
+
+    fn read_batch(&mut self, crops: &[RgbImage], out: &mut Vec<TextRead>) -> Result<(), ReadError> {
+        let h = INPUT_HEIGHT;
+        // rapidocr: width = 48 * max(320/48, widest aspect ratio in the batch).
+        let max_ratio = crops
+            .iter()
+            .map(|c| c.width() as f32 / c.height().max(1) as f32)
+            .fold(MIN_INPUT_WIDTH as f32 / h as f32, f32::max);
+        let width = (h as f32 * max_ratio) as u32;
+        let (n, plane) = (crops.len(), (h * width) as usize);
+        self.input.clear();
+        self.input.resize(n * 3 * plane, 0.0);
+        for (k, crop) in crops.iter().enumerate() {
+            let ratio = crop.width() as f32 / crop.height().max(1) as f32;
+            let rw = ((h as f32 * ratio).ceil() as u32).clamp(1, width);
+            let resized;
+            let img = if crop.dimensions() == (rw, h) {
+                crop
+            } else {
+                resized = image::imageops::resize(crop, rw, h, FilterType::Triangle);
+                &resized
+            };
+            let base = k * 3 * plane;
+            for (x, y, px) in img.enumerate_pixels() {
+                let i = (y * width + x) as usize;
+                // BGR, as cv2 delivers it to rapidocr.
+                for (c, v) in [px[2], px[1], px[0]].into_iter().enumerate() {
+                    self.input[base + c * plane + i] = (v as f32 / 255.0 - 0.5) / 0.5;
+                }
+            }
+        }
+        let shape = [n, 3, h as usize, width as usize];
+        let tensor = TensorRef::from_array_view((shape, self.input.as_slice()))
+            .map_err(|e| ReadError::Inference(e.to_string()))?;
+        let outputs = self
+            .session
+            .run(ort::inputs![tensor])
+            .map_err(|e| ReadError::Inference(e.to_string()))?;
+        let (shape, data) = outputs[0]
+            .try_extract_tensor::<f32>()
+            .map_err(|e| ReadError::Output(e.to_string()))?;
+        let classes = self.alphabet.classes();
+        if shape.len() != 3 || shape[0] as usize != n || shape[2] as usize != classes {
+            return Err(ReadError::Output(format!(
+                "got {shape:?}, expected [{n}, steps, {classes}]"
+            )));
+        }
+        let per_crop = data.len() / n;
+        out.extend(data.chunks_exact(per_crop).map(|p| self.alphabet.decode(p)));
+        Ok(())
+    }
+}
+
+impl PlateReader for PpOcrReader {
+    fn read(&mut self, crops: &[RgbImage]) -> Result<Vec<TextRead>, ReadError> {
+        let mut out = Vec::with_capacity(crops.len());
+        for batch in crops.chunks(MAX_BATCH) {
+            self.read_batch(batch, &mut out)?;
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tiny alphabet shaped like the real one: labels in metadata order.
+    fn alphabet() -> (CtcAlphabet, Vec<&'static str>) {
+        let meta = "京\nA\na\nB\n-\n1\n·\nＺ";
+        let mut labels = vec!["blank"];
+        labels.extend(meta.split('\n'));
+        labels.push(" ");
+        (CtcAlphabet::from_metadata(meta), labels)
+    }
+
+    /// One time step putting `p` on `label` and the rest on the blank.
+    fn step(labels: &[&str], label: &str, p: f32) -> Vec<f32> {
+        let mut v = vec![0.0; labels.len()];
+        let i = labels.iter().position(|l| *l == label).expect(label);
+        v[i] = p;
+        v[0] += 1.0 - p;
+        v
+    }
+
+    #[test]
+    fn alphabet_has_blank_first_and_space_last() {
+        let (a, labels) = alphabet();
+        assert_eq!(a.classes(), labels.len());
+        assert_eq!(a.slot[0], Some(0));
+        assert_eq!(a.slot[labels.len() - 1], Some(SLOT_SEP as u8));
+        assert_eq!(a.slot[1], None, "Chinese character never competes");
+    }
+
+    #[test]
+    fn decode_folds_collapses_and_strips_separators() {
+        let (a, l) = alphabet();
+        let mut probs = Vec::new();
+        for (label, p) in [
+            ("A", 0.9),
+            ("A", 0.95), // repeat: one A, confidence 0.95
+            ("blank", 1.0),
+            ("A", 0.8), // blank between: a second A
+            ("-", 0.9), // separator: dropped
+            ("B", 0.7),
+            ("·", 0.9),
+            (" ", 0.9),
+            ("1", 0.99),
+            ("Ｚ", 0.9), // full-width folds to Z
+        ] {
+            probs.extend(step(&l, label, p));
+        }
+        let r = a.decode(&probs);
+        assert_eq!(r.text, "AAB1Z");
+        assert_eq!(r.char_confidences, vec![0.95, 0.8, 0.7, 0.99, 0.9]);
+        assert_eq!(r.confidence, 0.7);
+    }
+
+    #[test]
+    fn lower_case_mass_adds_to_its_letter_and_separator_splits_repeats() {
+        let (a, l) = alphabet();
+        // 0.3 'A' + 0.3 'a' beats 0.4 'B'.
+        let mut s = vec![0.0; l.len()];
+        s[1 + 1] = 0.3; // A
+        s[1 + 2] = 0.3; // a
+        s[1 + 3] = 0.4; // B
+        let mut probs = s.clone();
+        probs.extend(step(&l, "-", 0.9));
+        probs.extend(step(&l, "A", 0.9));
+        let r = a.decode(&probs);
+        assert_eq!(r.text, "AA");
+        assert!((r.char_confidences[0] - 0.6).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_chinese_character_is_not_forced_into_a_plate_character() {
+        let (a, l) = alphabet();
+        // 0.7 on 京 and 0.3 blank: blank wins among the allowed symbols.
+        let mut s = vec![0.0; l.len()];
+        s[1] = 0.7;
+        s[0] = 0.3;
+        let r = a.decode(&s);
+        assert_eq!(r.text, "");
+        assert_eq!(r.confidence, 0.0);
+    }
+}
