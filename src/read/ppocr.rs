@@ -327,3 +327,157 @@ mod tests {
         assert_eq!(r.confidence, 0.0);
     }
 }
+
+/// End to end on real photos: detect, rectify, read.
+#[cfg(test)]
+mod photo_tests {
+    use std::path::PathBuf;
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::config::DetectConfig;
+    use crate::detect::retina::RetinaPlateDetector;
+    use crate::detect::PlateDetector;
+    use crate::models::testing;
+    use crate::read::rectify::rectify;
+
+    fn pipeline() -> (RetinaPlateDetector, PpOcrReader) {
+        let models = testing::model_set();
+        let det = RetinaPlateDetector::new(&models, &DetectConfig::default());
+        let rd = PpOcrReader::new(&models);
+        match (det, rd) {
+            (Ok(d), Ok(r)) => (d, r),
+            (Err(e), _) | (_, Err(e)) => panic!("{e}"),
+        }
+    }
+
+    struct Outcome {
+        exact: usize,
+        total: usize,
+        misses: Vec<String>,
+        detect: Duration,
+        read: Duration,
+        crops: usize,
+    }
+
+    fn run(photos: &[PathBuf]) -> Outcome {
+        let (mut det, mut rd) = pipeline();
+        let mut o = Outcome {
+            exact: 0,
+            total: 0,
+            misses: Vec::new(),
+            detect: Duration::ZERO,
+            read: Duration::ZERO,
+            crops: 0,
+        };
+        for p in photos {
+            let truth = p
+                .file_stem()
+                .map(|s| s.to_string_lossy().to_uppercase())
+                .unwrap_or_default();
+            let img = image::open(p).expect("photo").to_rgb8();
+            o.total += 1;
+            let t = Instant::now();
+            let dets = det.detect(&img).expect("detect");
+            o.detect += t.elapsed();
+            let crops: Vec<RgbImage> = dets
+                .iter()
+                .filter_map(|d| rectify(&img, &d.corners))
+                .collect();
+            if crops.is_empty() {
+                o.misses.push(format!("{truth}: no plate"));
+                continue;
+            }
+            let t = Instant::now();
+            let reads = rd.read(&crops).expect("read");
+            o.read += t.elapsed();
+            o.crops += crops.len();
+            // The best-scoring detection is the plate; further ones are usually
+            // other cars or false positives.
+            let got = &reads[0];
+            if got.text == truth {
+                o.exact += 1;
+            } else {
+                o.misses.push(format!(
+                    "{truth}: read {} ({:.2})",
+                    got.text, got.confidence
+                ));
+            }
+        }
+        o
+    }
+
+    #[test]
+    fn reads_dutch_plates_from_real_photos() {
+        let Some(photos) = testing::plate_photos() else {
+            return;
+        };
+        let sample: Vec<PathBuf> = photos.iter().step_by(7).take(15).cloned().collect();
+        let o = run(&sample);
+        eprintln!("exact {}/{}; misses: {:?}", o.exact, o.total, o.misses);
+        assert!(
+            o.exact * 10 >= o.total * 8,
+            "exact {}/{}: {:?}",
+            o.exact,
+            o.total,
+            o.misses
+        );
+    }
+
+    /// `cargo test --lib measure_all_photos -- --ignored --nocapture`
+    #[test]
+    #[ignore = "measurement over the whole photo set; prints figures"]
+    fn measure_all_photos() {
+        let Some(photos) = testing::plate_photos() else {
+            return;
+        };
+        let o = run(&photos);
+        println!(
+            "exact reads: {}/{} = {:.1}%",
+            o.exact,
+            o.total,
+            100.0 * o.exact as f64 / o.total as f64
+        );
+        println!("misses: {:#?}", o.misses);
+        println!(
+            "detect mean {:.1} ms/photo; read mean {:.2} ms/crop",
+            o.detect.as_secs_f64() * 1000.0 / o.total as f64,
+            o.read.as_secs_f64() * 1000.0 / o.crops.max(1) as f64
+        );
+        let (mut det, mut rd) = pipeline();
+        let img = image::open(&photos[0]).expect("photo").to_rgb8();
+        for (w, h) in [(640, 480), (1920, 1080)] {
+            let big = image::imageops::resize(&img, w, h, image::imageops::FilterType::Triangle);
+            det.detect(&big).expect("warm-up");
+            let t = Instant::now();
+            for _ in 0..5 {
+                det.detect(&big).expect("detect");
+            }
+            println!(
+                "detect {w}x{h}: {:.1} ms",
+                t.elapsed().as_secs_f64() * 200.0
+            );
+        }
+        let crop = det
+            .detect(&img)
+            .expect("detect")
+            .first()
+            .and_then(|d| rectify(&img, &d.corners))
+            .expect("crop");
+        rd.read(std::slice::from_ref(&crop)).expect("warm-up");
+        let t = Instant::now();
+        for _ in 0..10 {
+            rd.read(std::slice::from_ref(&crop)).expect("read");
+        }
+        println!("read 1 crop: {:.2} ms", t.elapsed().as_secs_f64() * 100.0);
+        let batch = vec![crop; 4];
+        let t = Instant::now();
+        for _ in 0..5 {
+            rd.read(&batch).expect("read");
+        }
+        println!(
+            "read 4 crops batched: {:.2} ms/crop",
+            t.elapsed().as_secs_f64() * 50.0
+        );
+    }
+}
