@@ -8,7 +8,6 @@
 //! 0.7 (that misses about half of real plates). It only finds plates: it never
 //! reads text and never writes anything.
 
-use image::imageops::FilterType;
 use image::RgbImage;
 use ort::session::Session;
 use ort::value::TensorRef;
@@ -182,7 +181,7 @@ impl RetinaPlateDetector {
 
     fn fill_input(&mut self, img: &RgbImage) {
         let (w, h) = img.dimensions();
-        let plane = (w * h) as usize;
+        let plane = w as usize * h as usize;
         self.input.clear();
         self.input.resize(3 * plane, 0.0);
         let (b, rest) = self.input.split_at_mut(plane);
@@ -205,7 +204,9 @@ impl PlateDetector for RetinaPlateDetector {
         if (w, h) == (ow, oh) {
             self.fill_input(image);
         } else {
-            let scaled = image::imageops::resize(image, w, h, FilterType::Triangle);
+            // thumbnail() is an area-averaging downscale: several times faster
+            // than a Triangle resize on full-HD frames, and alias-free.
+            let scaled = image::imageops::thumbnail(image, w, h);
             self.fill_input(&scaled);
         }
         if self.priors.as_ref().map(|(s, _)| *s) != Some((w, h)) {
