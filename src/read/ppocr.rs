@@ -345,9 +345,13 @@ mod photo_tests {
     use crate::models::testing;
     use crate::read::rectify::rectify;
 
-    fn pipeline() -> (RetinaPlateDetector, PpOcrReader) {
+    fn pipeline(max_side: u32) -> (RetinaPlateDetector, PpOcrReader) {
         let models = testing::model_set();
-        let det = RetinaPlateDetector::new(&models, &DetectConfig::default());
+        let cfg = DetectConfig {
+            max_side,
+            ..DetectConfig::default()
+        };
+        let det = RetinaPlateDetector::new(&models, &cfg);
         let rd = PpOcrReader::new(&models);
         match (det, rd) {
             (Ok(d), Ok(r)) => (d, r),
@@ -364,8 +368,8 @@ mod photo_tests {
         crops: usize,
     }
 
-    fn run(photos: &[PathBuf]) -> Outcome {
-        let (mut det, mut rd) = pipeline();
+    fn run(photos: &[PathBuf], max_side: u32) -> Outcome {
+        let (mut det, mut rd) = pipeline(max_side);
         let mut o = Outcome {
             exact: 0,
             total: 0,
@@ -412,7 +416,7 @@ mod photo_tests {
 
     #[test]
     fn empty_and_zero_sized_crops_read_as_nothing() {
-        let (_, mut rd) = pipeline();
+        let (_, mut rd) = pipeline(0);
         assert!(rd.read(&[]).expect("read").is_empty());
         let r = rd.read(&[RgbImage::new(0, 0)]).expect("read");
         assert_eq!(r.len(), 1);
@@ -425,7 +429,7 @@ mod photo_tests {
             return;
         };
         let sample: Vec<PathBuf> = photos.iter().step_by(7).take(15).cloned().collect();
-        let o = run(&sample);
+        let o = run(&sample, 0);
         eprintln!("exact {}/{}; misses: {:?}", o.exact, o.total, o.misses);
         assert!(
             o.exact * 10 >= o.total * 8,
@@ -443,9 +447,14 @@ mod photo_tests {
         let Some(photos) = testing::plate_photos() else {
             return;
         };
-        let o = run(&photos);
+        // ANPR_MEASURE_MAX_SIDE sets detect.max_side for the read-rate run.
+        let max_side = std::env::var("ANPR_MEASURE_MAX_SIDE")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let o = run(&photos, max_side);
         println!(
-            "exact reads: {}/{} = {:.1}%",
+            "max_side {max_side}: exact reads: {}/{} = {:.1}%",
             o.exact,
             o.total,
             100.0 * o.exact as f64 / o.total as f64
@@ -456,7 +465,7 @@ mod photo_tests {
             o.detect.as_secs_f64() * 1000.0 / o.total as f64,
             o.read.as_secs_f64() * 1000.0 / o.crops.max(1) as f64
         );
-        let (mut det, mut rd) = pipeline();
+        let (mut det, mut rd) = pipeline(0);
         let img = image::open(&photos[0]).expect("photo").to_rgb8();
         for (w, h) in [(640, 480), (1920, 1080)] {
             let big = image::imageops::resize(&img, w, h, image::imageops::FilterType::Triangle);
