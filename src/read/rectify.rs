@@ -1,1 +1,144 @@
 //! Perspective rectification of a plate from its four corners.
+//!
+//! Maps the quadrilateral a detector found (top-left, top-right, bottom-right,
+//! bottom-left, in frame pixels) onto an upright RGB crop of fixed height, with
+//! a margin around the plate so that characters at its edges survive corner
+//! errors. Pure pixel maths: it never runs a model and keeps no state.
+
+use image::{Rgb, RgbImage};
+use imageproc::geometric_transformations::{warp_into, Interpolation, Projection};
+
+/// Height of every crop, the reader's input height.
+pub const CROP_HEIGHT: u32 = 48;
+/// Narrowest and widest crop. Dutch plates are about 4.7:1 (520x110 mm), the
+/// square two-line ones about 1.8:1; anything outside this range is a corner
+/// error, and clamping keeps the reader's input bounded.
+pub const MIN_CROP_WIDTH: u32 = 64;
+pub const MAX_CROP_WIDTH: u32 = 480;
+/// Margin added on each side, as a fraction of the plate's own width and
+/// height. The detector's corners sit on or just inside the plate edge, and an
+/// edge character cut off is a misread; but a wide horizontal margin pulls in
+/// the plate frame and bumper, which the reader turns into extra characters
+/// (`0OPDR6`, `ENDSX46`). Swept on the 115 Dutch photos (exact reads):
+/// x 0.02: 111, 0.03: 113, 0.04: 112, 0.06: 111, 0.10: 111 (y 0.12);
+/// y 0.05: 110 (x 0.06), 0.09: 112, 0.12: 113, 0.15: 113 (x 0.03).
+pub const MARGIN_X: f32 = 0.03;
+pub const MARGIN_Y: f32 = 0.12;
+
+fn dist(a: (f32, f32), b: (f32, f32)) -> f32 {
+    ((a.0 - b.0).powi(2) + (a.1 - b.1).powi(2)).sqrt()
+}
+
+/// The crop of the plate with corners `corners` (TL, TR, BR, BL) in `image`,
+/// or `None` when the corners are degenerate (not finite, or collapsed to a
+/// line) and no sensible crop exists.
+pub fn rectify(image: &RgbImage, corners: &[(f32, f32); 4]) -> Option<RgbImage> {
+    if corners
+        .iter()
+        .any(|(x, y)| !x.is_finite() || !y.is_finite())
+    {
+        return None;
+    }
+    let [tl, tr, br, bl] = *corners;
+    let plate_w = (dist(tl, tr) + dist(bl, br)) / 2.0;
+    let plate_h = (dist(tl, bl) + dist(tr, br)) / 2.0;
+    if plate_w < 2.0 || plate_h < 2.0 {
+        return None;
+    }
+    // Output geometry: the plate itself plus margins fills CROP_HEIGHT, and the
+    // width follows the plate's aspect ratio.
+    let out_h = CROP_HEIGHT as f32;
+    let inner_h = out_h / (1.0 + 2.0 * MARGIN_Y);
+    let my = (out_h - inner_h) / 2.0;
+    let inner_w_ideal = inner_h * plate_w / plate_h;
+    let out_w_ideal = inner_w_ideal * (1.0 + 2.0 * MARGIN_X);
+    let out_w = (out_w_ideal.round() as u32).clamp(MIN_CROP_WIDTH, MAX_CROP_WIDTH);
+    let inner_w = out_w as f32 / (1.0 + 2.0 * MARGIN_X);
+    let mx = (out_w as f32 - inner_w) / 2.0;
+
+    let to = [
+        (mx, my),
+        (mx + inner_w, my),
+        (mx + inner_w, my + inner_h),
+        (mx, my + inner_h),
+    ];
+    let projection = Projection::from_control_points(*corners, to)?;
+    let mut out = RgbImage::new(out_w, CROP_HEIGHT);
+    // Outside the frame the margin is filled mid-grey rather than black, so that
+    // a plate at the frame edge does not get a hard dark border that reads as a
+    // character stroke.
+    warp_into(
+        image,
+        &projection,
+        Interpolation::Bilinear,
+        Rgb([128, 128, 128]),
+        &mut out,
+    );
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A white frame with a dark axis-aligned plate-like rectangle whose left
+    /// and right quarter are marked red and blue.
+    fn frame_with_plate(x0: u32, y0: u32, w: u32, h: u32) -> RgbImage {
+        RgbImage::from_fn(640, 480, |x, y| {
+            if x >= x0 && x < x0 + w && y >= y0 && y < y0 + h {
+                if x < x0 + w / 4 {
+                    Rgb([255, 0, 0])
+                } else if x >= x0 + 3 * w / 4 {
+                    Rgb([0, 0, 255])
+                } else {
+                    Rgb([0, 0, 0])
+                }
+            } else {
+                Rgb([255, 255, 255])
+            }
+        })
+    }
+
+    #[test]
+    fn axis_aligned_plate_keeps_orientation_aspect_and_margin() {
+        let img = frame_with_plate(100, 200, 235, 50);
+        let corners = [
+            (100.0, 200.0),
+            (335.0, 200.0),
+            (335.0, 250.0),
+            (100.0, 250.0),
+        ];
+        let crop = rectify(&img, &corners).expect("crop");
+        assert_eq!(crop.height(), CROP_HEIGHT);
+        // 4.7:1 plate plus margins.
+        let expect_w = (CROP_HEIGHT as f32 / (1.0 + 2.0 * MARGIN_Y) * 4.7 * (1.0 + 2.0 * MARGIN_X))
+            .round() as u32;
+        assert!(crop.width().abs_diff(expect_w) <= 1, "{}", crop.width());
+        let mid = CROP_HEIGHT / 2;
+        // Left part red, right part blue: not mirrored.
+        let l = crop.get_pixel(crop.width() / 5, mid);
+        let r = crop.get_pixel(crop.width() * 4 / 5, mid);
+        assert!(l[0] > 200 && l[2] < 60, "{l:?}");
+        assert!(r[2] > 200 && r[0] < 60, "{r:?}");
+        // Margin: the outermost columns and rows show the white surroundings.
+        assert!(crop.get_pixel(1, mid)[1] > 200);
+        assert!(crop.get_pixel(crop.width() - 2, mid)[1] > 200);
+        assert!(crop.get_pixel(crop.width() / 2, 1)[1] > 200);
+    }
+
+    #[test]
+    fn degenerate_corners_give_none_and_extreme_aspect_is_clamped() {
+        let img = frame_with_plate(100, 200, 235, 50);
+        assert!(rectify(&img, &[(5.0, 5.0); 4]).is_none());
+        assert!(rectify(&img, &[(f32::NAN, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0)]).is_none());
+        let long = [(0.0, 100.0), (639.0, 100.0), (639.0, 104.0), (0.0, 104.0)];
+        assert_eq!(rectify(&img, &long).expect("crop").width(), MAX_CROP_WIDTH);
+    }
+
+    #[test]
+    fn corners_outside_the_frame_do_not_panic() {
+        let img = frame_with_plate(0, 0, 100, 20);
+        let c = [(-50.0, -10.0), (120.0, -10.0), (120.0, 30.0), (-50.0, 30.0)];
+        assert!(rectify(&img, &c).is_some());
+    }
+}
