@@ -283,14 +283,14 @@ pub async fn start(cfg: &Config, parts: Parts) -> Result<Running, PipelineError>
             let _ = done_rx.await;
         })
     };
-    let uploader = tokio::spawn(upload::run_uploader(
+    let uploader = tokio::spawn(log_uploader_end(upload::run_uploader(
         cfg.store.path.clone(),
         parts.backend,
         wake_uploader,
         metrics.clone(),
         upload::UploaderParams::from_config(&cfg.upload),
         stop_services.clone(),
-    ));
+    )));
     let (status_addr, status_task) = status::serve(
         &cfg.status.listen,
         parts.facts,
@@ -310,6 +310,12 @@ pub async fn start(cfg: &Config, parts: Parts) -> Result<Running, PipelineError>
         status_task,
         store_path: cfg.store.path.clone(),
     })
+}
+
+async fn log_uploader_end(run: impl std::future::Future<Output = Result<(), crate::upload::UploadError>>) {
+    if let Err(e) = run.await {
+        tracing::error!(error = %e, "uploader stopped; violations stay in the store until restart");
+    }
 }
 
 /// The track stage: passes frames to the tracker, and ticks it while frames
