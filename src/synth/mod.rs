@@ -127,7 +127,7 @@ mod tests {
                     Direction::Away => assert!(shrinks, "{}: {ws:?}", v.plate),
                 }
                 let max = ws.iter().copied().fold(0.0, f32::max);
-                assert!(max >= 100.0 && max <= 260.0, "{}: widest {max}", v.plate);
+                assert!((100.0..=260.0).contains(&max), "{}: widest {max}", v.plate);
             }
         }
     }
