@@ -312,7 +312,9 @@ pub async fn start(cfg: &Config, parts: Parts) -> Result<Running, PipelineError>
     })
 }
 
-async fn log_uploader_end(run: impl std::future::Future<Output = Result<(), crate::upload::UploadError>>) {
+async fn log_uploader_end(
+    run: impl std::future::Future<Output = Result<(), crate::upload::UploadError>>,
+) {
     if let Err(e) = run.await {
         tracing::error!(error = %e, "uploader stopped; violations stay in the store until restart");
     }

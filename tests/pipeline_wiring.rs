@@ -51,7 +51,11 @@ impl PlateReader for ScriptedReader {
         Ok(crops
             .iter()
             .map(|c| {
-                let text = if c.get_pixel(c.width() / 2, c.height() / 2)[0] > 128 { "VBX12P" } else { "GH066X" };
+                let text = if c.get_pixel(c.width() / 2, c.height() / 2)[0] > 128 {
+                    "VBX12P"
+                } else {
+                    "GH066X"
+                };
                 TextRead {
                     text: text.into(),
                     char_confidences: vec![0.95; 6],
@@ -68,9 +72,15 @@ struct RecordingBackend {
 }
 
 impl Backend for RecordingBackend {
-    fn deliver<'a>(&'a self, rec: &'a PendingRecord) -> Pin<Box<dyn Future<Output = Result<Ack, UploadError>> + Send + 'a>> {
+    fn deliver<'a>(
+        &'a self,
+        rec: &'a PendingRecord,
+    ) -> Pin<Box<dyn Future<Output = Result<Ack, UploadError>> + Send + 'a>> {
         Box::pin(async move {
-            self.delivered.lock().expect("lock").push(rec.metadata.plate.text.clone());
+            self.delivered
+                .lock()
+                .expect("lock")
+                .push(rec.metadata.plate.text.clone());
             Ok(Ack { id: rec.id })
         })
     }
@@ -90,7 +100,8 @@ fn write_frames(dir: &std::path::Path, n: usize) {
                 }
             }
         }
-        img.save(dir.join(format!("f{i:04}.png"))).expect("write frame");
+        img.save(dir.join(format!("f{i:04}.png")))
+            .expect("write frame");
         i += 1;
     };
     (0..n).for_each(|_| put(Some(250)));
@@ -165,11 +176,18 @@ async fn a_hit_is_recorded_and_delivered_and_a_non_hit_only_counted() {
     write_frames(&dir.path().join("frames"), 5);
     let cfg = config(dir.path(), "");
     let backend = Arc::new(RecordingBackend::default());
-    let running = pipeline::start(&cfg, parts(&cfg, backend.clone())).await.expect("starts");
+    let running = pipeline::start(&cfg, parts(&cfg, backend.clone()))
+        .await
+        .expect("starts");
     let metrics = running.metrics.clone();
-    wait_for("the upload", || backend.delivered.lock().expect("lock").len() == 1).await;
+    wait_for("the upload", || {
+        backend.delivered.lock().expect("lock").len() == 1
+    })
+    .await;
     let mut recorded = running.recorded;
-    (&mut recorded).await.expect("store stage ends when the replay has ended");
+    (&mut recorded)
+        .await
+        .expect("store stage ends when the replay has ended");
 
     let s = metrics.snapshot();
     assert_eq!(s.cameras[0].frames_processed, 40);
@@ -183,7 +201,10 @@ async fn a_hit_is_recorded_and_delivered_and_a_non_hit_only_counted() {
     let store = Store::open(&cfg.store.path).expect("reopen");
     assert_eq!(store.pending_count().expect("count"), 0);
     let db = std::fs::read(&cfg.store.path).expect("db");
-    assert!(!db.windows(6).any(|w| w == b"GH066X"), "the non-hit is nowhere in the database");
+    assert!(
+        !db.windows(6).any(|w| w == b"GH066X"),
+        "the non-hit is nowhere in the database"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -196,7 +217,9 @@ async fn an_absent_camera_is_reported_while_the_others_go_on() {
         "[[camera]]\nid = \"pole-2\"\nsource = \"v4l2\"\ndevice = \"/dev/video-not-here\"\n",
     );
     let backend = Arc::new(RecordingBackend::default());
-    let running = pipeline::start(&cfg, parts(&cfg, backend.clone())).await.expect("starts");
+    let running = pipeline::start(&cfg, parts(&cfg, backend.clone()))
+        .await
+        .expect("starts");
     let metrics = running.metrics.clone();
     wait_for("the replay to finish", || {
         metrics
@@ -206,7 +229,12 @@ async fn an_absent_camera_is_reported_while_the_others_go_on() {
             .any(|c| c.id == "replay" && c.state == CameraState::Finished)
     })
     .await;
-    let absent = metrics.snapshot().cameras.into_iter().find(|c| c.id == "pole-2").expect("listed");
+    let absent = metrics
+        .snapshot()
+        .cameras
+        .into_iter()
+        .find(|c| c.id == "pole-2")
+        .expect("listed");
     match absent.state {
         CameraState::Absent(why) => assert!(why.contains("/dev/video-not-here"), "{why}"),
         other => panic!("expected absent, got {other:?}"),

@@ -15,14 +15,24 @@ pub fn run(models_dir: &Path) -> anyhow::Result<ExitCode> {
         } else {
             format!(" (not in {}: run `make models`)", models_dir.display())
         };
-        println!("{:<10} {} {} ({}){present}", format!("{:?}", a.role).to_lowercase(), a.package, a.version, a.file);
+        println!(
+            "{:<10} {} {} ({}){present}",
+            format!("{:?}", a.role).to_lowercase(),
+            a.package,
+            a.version,
+            a.file
+        );
     }
     let cfg = RuntimeConfig {
         models_dir: models_dir.to_owned(),
         ..RuntimeConfig::default()
     };
     match init_runtime(&cfg, &manifest) {
-        Ok(info) => println!("loaded     ONNX Runtime {} from {}", info.version, info.path.display()),
+        Ok(info) => println!(
+            "loaded     ONNX Runtime {} from {}",
+            info.version,
+            info.path.display()
+        ),
         Err(e) => println!("loaded     no ONNX Runtime: {e}"),
     }
     println!("ort crate  2.0.0-rc.15 (load-dynamic, API 31)");
