@@ -38,6 +38,9 @@ pub enum DemoError {
     Store(String),
 }
 
+/// Called with the counters and the number of frames in the scene.
+pub type ProgressFn = Box<dyn Fn(&MetricsSnapshot, usize) + Send + Sync>;
+
 /// How to run the scene.
 pub struct DemoOptions {
     pub dir: PathBuf,
@@ -49,7 +52,7 @@ pub struct DemoOptions {
     /// How long to wait for uploads after the last violation is committed.
     pub upload_grace: Duration,
     /// Called every two seconds with the counters, for progress output.
-    pub progress: Option<Box<dyn Fn(&MetricsSnapshot, usize) + Send + Sync>>,
+    pub progress: Option<ProgressFn>,
 }
 
 /// What came of it.
@@ -124,15 +127,15 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
     )?;
     let cfg = Config::load(&config_path)?;
 
-    let (detector, reader, facts) = pipeline::inference_from_config(&cfg)?;
+    let inference = pipeline::inference_from_config(&cfg)?;
     let parts = pipeline::Parts {
-        detector,
-        reader,
+        detector: inference.detector,
+        reader: inference.reader,
         backend: Arc::new(HttpsBackend::new(&cfg.upload)?),
         cameras: pipeline::cameras_from_config(&cfg.cameras, false),
         policy: pipeline::policy_from_config(&cfg)?,
         time: TimeSource::real(),
-        facts,
+        facts: inference.facts,
     };
     let running = pipeline::start(&cfg, parts).await?;
     let metrics: Arc<Metrics> = running.metrics.clone();

@@ -93,11 +93,16 @@ pub fn cameras_from_config(cameras: &[CameraConfig], paced_replay: bool) -> Vec<
         .collect()
 }
 
+/// The models, loaded, and what to say about them.
+pub struct Inference {
+    pub detector: Box<dyn PlateDetector>,
+    pub reader: Box<dyn PlateReader>,
+    pub facts: DeviceFacts,
+}
+
 /// Loads ONNX Runtime and the configured models (each checked against the
 /// manifest's sha256 first) and describes them for records and the status page.
-pub fn inference_from_config(
-    cfg: &Config,
-) -> Result<(Box<dyn PlateDetector>, Box<dyn PlateReader>, DeviceFacts), PipelineError> {
+pub fn inference_from_config(cfg: &Config) -> Result<Inference, PipelineError> {
     let models = ModelSet::new(&cfg.runtime)?;
     let detector = RetinaPlateDetector::new(&models, &cfg.detect)?;
     let reader = PpOcrReader::new(&models)?;
@@ -118,7 +123,11 @@ pub fn inference_from_config(
         ),
         runtime_version: describe(crate::models::RUNTIME_ID),
     };
-    Ok((Box::new(detector), Box::new(reader), facts))
+    Ok(Inference {
+        detector: Box::new(detector),
+        reader: Box::new(reader),
+        facts,
+    })
 }
 
 /// Loads the zone's lists. No hit list means no violations: every passage is

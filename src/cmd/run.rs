@@ -16,17 +16,17 @@ pub fn run(config: &Path) -> anyhow::Result<ExitCode> {
     super::init_logging(&cfg.log.level, cfg.log.json);
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        let (detector, reader, facts) = pipeline::inference_from_config(&cfg).context("cannot load the models")?;
+        let inference = pipeline::inference_from_config(&cfg).context("cannot load the models")?;
         let backend = Arc::new(HttpsBackend::new(&cfg.upload).context("cannot set up the upload link")?);
         let policy = pipeline::policy_from_config(&cfg).context("cannot load the zone lists")?;
         let parts = pipeline::Parts {
-            detector,
-            reader,
+            detector: inference.detector,
+            reader: inference.reader,
             backend,
             cameras: pipeline::cameras_from_config(&cfg.cameras, true),
             policy,
             time: TimeSource::real(),
-            facts,
+            facts: inference.facts,
         };
         let running = pipeline::start(&cfg, parts).await?;
         tracing::info!(status = %running.status_addr, cameras = cfg.cameras.len(), "anpr-edge running");
