@@ -181,39 +181,64 @@ impl Tracker {
     }
 }
 
-/// Votes the track's reads into one text: each distinct text scores the sum of
-/// its reads' confidences. The passage's confidence is the winner's share of
-/// all votes times its mean read confidence, so disagreement lowers it.
+/// Votes the track's reads into one text, per character position: first the
+/// length that carries most confidence, then at each position the character
+/// whose reads' confidences sum highest. A plate misread differently in
+/// different frames thus still comes out right. A character's confidence is
+/// its summed confidence over all reads of that length, so disagreement lowers
+/// it; the plate's is the lowest character's, scaled by the share of reads
+/// that agreed on the length.
 fn into_passage(t: Track, min_reads: u32) -> Option<Passage> {
     if (t.reads.len() as u32) < min_reads {
         return None;
     }
-    let mut votes: Vec<(String, f32, u32)> = Vec::new();
+    let mut by_length: Vec<(usize, f32)> = Vec::new();
     for r in &t.reads {
-        match votes.iter_mut().find(|v| v.0 == r.text) {
-            Some(v) => {
-                v.1 += r.confidence;
-                v.2 += 1;
+        let n = r.text.chars().count();
+        match by_length.iter_mut().find(|l| l.0 == n) {
+            Some(l) => l.1 += r.confidence,
+            None => by_length.push((n, r.confidence)),
+        }
+    }
+    by_length.sort_by(|a, b| b.1.total_cmp(&a.1).then(b.0.cmp(&a.0)));
+    let total: f32 = by_length.iter().map(|l| l.1).sum();
+    let &(length, length_weight) = by_length.first()?;
+    let same_length: Vec<&TrackRead> = t
+        .reads
+        .iter()
+        .filter(|r| r.text.chars().count() == length)
+        .collect();
+    let mut text = String::with_capacity(length);
+    let mut char_confidences = Vec::with_capacity(length);
+    for pos in 0..length {
+        let mut tally: Vec<(char, f32)> = Vec::new();
+        for r in &same_length {
+            let c = r.text.chars().nth(pos)?;
+            let conf = r.char_confidences.get(pos).copied().unwrap_or(r.confidence);
+            match tally.iter_mut().find(|x| x.0 == c) {
+                Some(x) => x.1 += conf,
+                None => tally.push((c, conf)),
             }
-            None => votes.push((r.text.clone(), r.confidence, 1)),
         }
+        tally.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let (c, sum) = *tally.first()?;
+        text.push(c);
+        char_confidences.push(sum / same_length.len() as f32);
     }
-    votes.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    let total: f32 = votes.iter().map(|v| v.1).sum();
-    let (text, score, count) = votes.first()?.clone();
-    let winners: Vec<&TrackRead> = t.reads.iter().filter(|r| r.text == text).collect();
-    let mut char_confidences = vec![0.0f32; text.chars().count()];
-    for r in &winners {
-        for (c, rc) in char_confidences.iter_mut().zip(&r.char_confidences) {
-            *c += rc / winners.len() as f32;
-        }
-    }
-    let mean = score / count as f32;
+    let min_char = char_confidences.iter().copied().fold(1.0f32, f32::min);
     let confidence = if total > 0.0 {
-        (score / total) * mean
+        min_char * (length_weight / total)
     } else {
         0.0
     };
+    let mut alternatives: Vec<(String, f32)> = Vec::new();
+    for r in t.reads.iter().filter(|r| r.text != text) {
+        match alternatives.iter_mut().find(|a| a.0 == r.text) {
+            Some(a) => a.1 += r.confidence,
+            None => alternatives.push((r.text.clone(), r.confidence)),
+        }
+    }
+    alternatives.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     let growth = t.last_box.width() / t.first_box.width().max(1.0);
     let direction = if growth > 1.1 {
         Direction::Towards
@@ -231,7 +256,7 @@ fn into_passage(t: Track, min_reads: u32) -> Option<Passage> {
         text,
         char_confidences,
         confidence,
-        alternatives: votes.into_iter().skip(1).map(|(s, c, _)| (s, c)).collect(),
+        alternatives,
         direction,
         best: t.best,
     })
@@ -331,6 +356,34 @@ mod tests {
         assert_eq!(p.first_seen.mono, Duration::ZERO);
         assert_eq!(p.last_seen.mono, Duration::from_millis(700));
         assert_eq!(p.best.frame_seq, 7, "largest plate at equal confidence");
+    }
+
+    #[test]
+    fn per_position_voting_recovers_a_plate_no_single_frame_read_right() {
+        let mut t = Tracker::new(&cfg());
+        for (i, text) in ["WBX12P", "VBX1ZP", "VBX12F", "VBX12P7"].iter().enumerate() {
+            t.push(&frame(
+                "a",
+                i as u64,
+                i as u64 * 100,
+                vec![read(text, 100.0, 150.0, 0.9)],
+            ));
+        }
+        let p = t.flush().pop().expect("one passage");
+        assert_eq!(p.text, "VBX12P");
+        assert_eq!(
+            p.alternatives.len(),
+            4,
+            "every differing read is an alternative"
+        );
+        // Two of three six-character reads agree at the weakest position, and
+        // one read in four had another length.
+        let expected = (2.0 * 0.9 / 3.0) * (2.7 / 3.6);
+        assert!(
+            (p.confidence - expected).abs() < 1e-4,
+            "{} vs {expected}",
+            p.confidence
+        );
     }
 
     #[test]
