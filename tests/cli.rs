@@ -98,3 +98,89 @@ fn version_names_the_crate_models_and_runtime() {
         "{out}"
     );
 }
+
+#[test]
+fn the_daemon_runs_a_replay_camera_and_stops_cleanly_on_sigterm() {
+    let models = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/cache");
+    assert!(
+        models.join("clp_det.onnx").exists(),
+        "run `make models` first"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let frames = dir.path().join("frames");
+    std::fs::create_dir(&frames).expect("mkdir");
+    for i in 0..3 {
+        image::RgbImage::from_pixel(320, 240, image::Rgb([90, 90, 90]))
+            .save(frames.join(format!("f{i}.jpg")))
+            .expect("frame");
+    }
+    let pki = anpr_edge::receiver::generate_test_pki(&dir.path().join("pki")).expect("pki");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[device]\nid = \"x\"\n[runtime]\nmodels_dir = \"{}\"\n[[camera]]\nid = \"a\"\nsource = \"replay\"\npath = \"frames\"\nlooped = true\nfps = 5\n\
+             [[camera]]\nid = \"b\"\nsource = \"v4l2\"\ndevice = \"/dev/video-absent\"\n\
+             [store]\npath = \"state/v.sqlite\"\n[upload]\nurl = \"https://127.0.0.1:9\"\nca_cert = \"{}\"\n[status]\nlisten = \"127.0.0.1:{port}\"\n",
+            models.display(),
+            pki.ca_cert.display()
+        ),
+    )
+    .expect("write");
+    let mut child = anpr_edge()
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starts");
+    // Wait for the status endpoint to report the replay camera streaming.
+    let mut status = String::new();
+    for _ in 0..200 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
+            use std::io::{Read, Write};
+            let _ =
+                s.write_all(b"GET /api/v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            status.clear();
+            let _ = s.read_to_string(&mut status);
+            let body = status.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");
+            let processed = serde_json::from_str::<serde_json::Value>(body)
+                .ok()
+                .and_then(|v| {
+                    v["cameras"].as_array()?.iter().find(|c| c["id"] == "a")?["frames_processed"]
+                        .as_u64()
+                });
+            if processed.unwrap_or(0) > 0 {
+                break;
+            }
+        }
+    }
+    assert!(
+        status.contains("streaming"),
+        "replay camera streams: {status}"
+    );
+    assert!(
+        status.contains("/dev/video-absent"),
+        "the absent camera is reported: {status}"
+    );
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let out = child.wait_with_output().expect("exits");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "clean exit on SIGTERM: {stderr}");
+    assert!(
+        stderr.contains("/dev/video-absent"),
+        "the log names the absent camera: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        dir.path().join("state/v.sqlite").exists(),
+        "the store was created"
+    );
+}
