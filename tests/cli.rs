@@ -132,7 +132,7 @@ fn the_daemon_runs_a_replay_camera_and_stops_cleanly_on_sigterm() {
         ),
     )
     .expect("write");
-    let mut child = anpr_edge()
+    let child = anpr_edge()
         .args(["run", "--config"])
         .arg(&cfg)
         .stdout(std::process::Stdio::piped())
