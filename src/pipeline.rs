@@ -329,33 +329,43 @@ async fn log_uploader_end(
     }
 }
 
-/// The track stage: passes frames to the tracker, and ticks it while frames
-/// are not coming so that the last vehicle's passage still closes.
+/// A camera that delivers no frame at all for this long has stalled (a live
+/// camera sends frames continuously, even empty ones); its open tracks are
+/// closed so that the last vehicle's passage is not held back. Far longer than
+/// any gap between frames of a slow machine, so a loaded controller or CI
+/// runner never splits a passage this way.
+const CAMERA_STALL: Duration = Duration::from_secs(30);
+
+/// The track stage: passes frames to the tracker (which closes tracks on the
+/// frames' own clock), and closes the tracks of a camera that has stalled.
 async fn run_track(
     mut tracker: Tracker,
     mut input: mpsc::Receiver<ReadFrame>,
     out: mpsc::Sender<Passage>,
     time: TimeSource,
 ) {
-    let mut tick = tokio::time::interval(Duration::from_millis(250));
-    // Tracks run on the frames' own clock; the tick only matters when frames
-    // stop, so it compares against the latest frame time plus the time since.
-    let mut last_frame: Option<(Duration, Duration)> = None;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last_arrival: HashMap<Arc<str>, Duration> = HashMap::new();
     loop {
         let passages = tokio::select! {
             msg = input.recv() => match msg {
                 Some(frame) => {
-                    last_frame = Some((frame.frame.captured.mono, time.clocks.monotonic()));
+                    last_arrival.insert(frame.frame.camera.clone(), time.clocks.monotonic());
                     tracker.push(&frame)
                 }
                 None => break,
             },
-            _ = tick.tick() => match last_frame {
-                Some((frame_mono, seen_at)) => {
-                    let idle = time.clocks.monotonic().saturating_sub(seen_at);
-                    tracker.tick(frame_mono + idle)
-                }
-                None => Vec::new(),
+            _ = tick.tick() => {
+                let now = time.clocks.monotonic();
+                let stalled: Vec<Arc<str>> = last_arrival
+                    .iter()
+                    .filter(|(_, &at)| now.saturating_sub(at) > CAMERA_STALL)
+                    .map(|(cam, _)| cam.clone())
+                    .collect();
+                stalled.iter().flat_map(|cam| {
+                    last_arrival.remove(cam);
+                    tracker.close_camera(cam)
+                }).collect()
             },
         };
         for p in passages {

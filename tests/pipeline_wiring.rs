@@ -22,10 +22,14 @@ use anpr_edge::upload::{Ack, Backend, UploadError};
 
 /// Finds one plate in every frame whose top-left pixel is not black; its
 /// red value picks the plate (see `ScriptedReader`).
-struct ScriptedDetector;
+struct ScriptedDetector {
+    /// Time each frame takes, to play a slow machine.
+    delay: Duration,
+}
 
 impl PlateDetector for ScriptedDetector {
     fn detect(&mut self, image: &RgbImage) -> Result<Vec<Detection>, DetectError> {
+        std::thread::sleep(self.delay);
         if image.get_pixel(0, 0)[0] == 0 {
             return Ok(Vec::new());
         }
@@ -86,9 +90,13 @@ impl Backend for RecordingBackend {
     }
 }
 
-/// Frames: `n` with a bright plate (VBX12P), a gap of empty frames, then `n`
+/// Frames: `n` with a bright plate (VBX12P), `gap` empty frames, then `n`
 /// with a dark one (GH066X).
 fn write_frames(dir: &std::path::Path, n: usize) {
+    write_frames_with_gap(dir, n, 30)
+}
+
+fn write_frames_with_gap(dir: &std::path::Path, n: usize, gap: usize) {
     let mut i = 0;
     let mut put = |plate: Option<u8>| {
         let mut img = RgbImage::new(80, 40);
@@ -105,11 +113,15 @@ fn write_frames(dir: &std::path::Path, n: usize) {
         i += 1;
     };
     (0..n).for_each(|_| put(Some(250)));
-    (0..30).for_each(|_| put(None));
+    (0..gap).for_each(|_| put(None));
     (0..n).for_each(|_| put(Some(60)));
 }
 
 fn config(dir: &std::path::Path, extra_camera: &str) -> Config {
+    config_with(dir, extra_camera, 500)
+}
+
+fn config_with(dir: &std::path::Path, extra_camera: &str, close_after_ms: u64) -> Config {
     std::fs::write(dir.join("ca.pem"), "unused by the in-process backend").expect("write");
     std::fs::write(dir.join("hits.csv"), "plate,entry_id\nVBX12P,h1\n").expect("write");
     let text = format!(
@@ -123,7 +135,7 @@ path = "{frames}"
 fps = 10
 {extra_camera}
 [track]
-close_after_ms = 500
+close_after_ms = {close_after_ms}
 [policy]
 hit_list = "{dir}/hits.csv"
 [store]
@@ -143,8 +155,14 @@ listen = "127.0.0.1:0"
 }
 
 fn parts(cfg: &Config, backend: Arc<RecordingBackend>) -> Parts {
+    parts_with(cfg, backend, Duration::ZERO)
+}
+
+fn parts_with(cfg: &Config, backend: Arc<RecordingBackend>, detect_delay: Duration) -> Parts {
     Parts {
-        detector: Box::new(ScriptedDetector),
+        detector: Box::new(ScriptedDetector {
+            delay: detect_delay,
+        }),
         reader: Box::new(ScriptedReader),
         backend,
         cameras: pipeline::cameras_from_config(&cfg.cameras, false),
@@ -239,9 +257,36 @@ async fn an_absent_camera_is_reported_while_the_others_go_on() {
         CameraState::Absent(why) => assert!(why.contains("/dev/video-not-here"), "{why}"),
         other => panic!("expected absent, got {other:?}"),
     }
-    wait_for("the passage", || metrics.snapshot().passages >= 2).await;
-    // The absent camera keeps retrying; shutdown must still end every stage.
+    // The absent camera keeps retrying; shutdown must still end every stage,
+    // closing the replay's last track on the way.
     tokio::time::timeout(Duration::from_secs(10), running.shutdown())
         .await
         .expect("shutdown completes");
+    assert_eq!(metrics.snapshot().passages, 2);
+    assert_eq!(metrics.snapshot().violations_recorded, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_machine_does_not_split_passages() {
+    // Frames are 100 ms apart on the replay's clock and tracks close after
+    // 150 ms without a read, but each frame takes 250 ms to detect: only the
+    // frames' own times may decide when a vehicle has gone.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("frames")).expect("mkdir");
+    write_frames_with_gap(&dir.path().join("frames"), 3, 5);
+    let cfg = config_with(dir.path(), "", 150);
+    let backend = Arc::new(RecordingBackend::default());
+    let running = pipeline::start(
+        &cfg,
+        parts_with(&cfg, backend.clone(), Duration::from_millis(250)),
+    )
+    .await
+    .expect("starts");
+    let metrics = running.metrics.clone();
+    let mut recorded = running.recorded;
+    (&mut recorded)
+        .await
+        .expect("store stage ends when the replay has ended");
+    assert_eq!(metrics.snapshot().passages, 2, "one passage per vehicle");
+    running.stop_services.cancel();
 }

@@ -151,6 +151,17 @@ impl Tracker {
         cams.iter().flat_map(|c| self.close_idle(c, now)).collect()
     }
 
+    /// Closes every open track of one camera (it stopped delivering frames).
+    pub fn close_camera(&mut self, camera: &str) -> Vec<Passage> {
+        let min_reads = self.min_reads;
+        self.tracks
+            .remove(camera)
+            .into_iter()
+            .flatten()
+            .filter_map(|t| into_passage(t, min_reads))
+            .collect()
+    }
+
     /// Closes every open track (end of stream or shutdown).
     pub fn flush(&mut self) -> Vec<Passage> {
         let min_reads = self.min_reads;
@@ -433,6 +444,11 @@ mod tests {
         let out = t.tick(Duration::from_millis(1101));
         assert_eq!(out.len(), 1);
         assert_eq!(&*out[0].camera, "a");
+        t.push(&frame("c", 0, 0, vec![read("CCC33D", 110.0, 150.0, 0.9)]));
+        t.push(&frame("c", 1, 100, vec![read("CCC33D", 110.0, 150.0, 0.9)]));
+        let out = t.close_camera("c");
+        assert_eq!(out.len(), 1, "a stalled camera's track closes at once");
+        assert_eq!(t.open_tracks(), 0);
     }
 
     #[test]
