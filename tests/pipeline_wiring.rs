@@ -64,6 +64,8 @@ impl PlateReader for ScriptedReader {
                     text: text.into(),
                     char_confidences: vec![0.95; 6],
                     confidence: 0.95,
+                    country: None,
+                    sidecode: None,
                 }
             })
             .collect())

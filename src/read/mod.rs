@@ -4,6 +4,7 @@
 //! crops and passes the frame on with its reads. Text stays in memory; this
 //! stage writes nothing to disk or to logs.
 
+pub mod dutch;
 pub mod ppocr;
 pub mod rectify;
 
@@ -26,6 +27,11 @@ pub struct TextRead {
     pub char_confidences: Vec<f32>,
     /// The whole plate's confidence, 0..=1.
     pub confidence: f32,
+    /// `Some("NL")` when a Dutch format prior decided the read
+    /// ([`dutch::decode`]); `None` for an unconstrained read.
+    pub country: Option<&'static str>,
+    /// The Dutch sidecode (1 to 14) the read was constrained to, if any.
+    pub sidecode: Option<u8>,
 }
 
 /// Anything that reads plate text from rectified crops.
