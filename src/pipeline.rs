@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::capture::{self, CaptureError, FrameQueue, FrameSource};
 use crate::clock::TimeSource;
-use crate::config::{CameraConfig, CameraSource, Config};
+use crate::config::{CameraConfig, CameraSource, Config, DetectConfig, RuntimeConfig};
 use crate::detect::retina::RetinaPlateDetector;
 use crate::detect::{self, PlateDetector};
 use crate::message::{Passage, ReadFrame, Violation};
@@ -119,6 +119,18 @@ pub fn inference_from_config(
         runtime_version: describe(crate::models::RUNTIME_ID),
     };
     Ok((Box::new(detector), Box::new(reader), facts))
+}
+
+/// Loads ONNX Runtime and the detector and reader alone (each model checked
+/// against the manifest's sha256 first), for tools that need no full config.
+pub fn detector_and_reader(
+    runtime: &RuntimeConfig,
+    detect: &DetectConfig,
+) -> Result<(Box<dyn PlateDetector>, Box<dyn PlateReader>), PipelineError> {
+    let models = ModelSet::new(runtime)?;
+    let detector = RetinaPlateDetector::new(&models, detect)?;
+    let reader = PpOcrReader::new(&models)?;
+    Ok((Box::new(detector), Box::new(reader)))
 }
 
 /// Loads the zone's lists. No hit list means no violations: every passage is
