@@ -49,6 +49,7 @@ pub struct DemoOptions {
     /// How long to wait for uploads after the last violation is committed.
     pub upload_grace: Duration,
     /// Called every two seconds with the counters, for progress output.
+    #[allow(clippy::type_complexity)]
     pub progress: Option<Box<dyn Fn(&MetricsSnapshot, usize) + Send + Sync>>,
 }
 

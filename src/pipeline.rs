@@ -93,8 +93,12 @@ pub fn cameras_from_config(cameras: &[CameraConfig], paced_replay: bool) -> Vec<
         .collect()
 }
 
+/// A plate detector and a plate reader, boxed.
+pub type DetectorAndReader = (Box<dyn PlateDetector>, Box<dyn PlateReader>);
+
 /// Loads ONNX Runtime and the configured models (each checked against the
 /// manifest's sha256 first) and describes them for records and the status page.
+#[allow(clippy::type_complexity)]
 pub fn inference_from_config(
     cfg: &Config,
 ) -> Result<(Box<dyn PlateDetector>, Box<dyn PlateReader>, DeviceFacts), PipelineError> {
@@ -126,7 +130,7 @@ pub fn inference_from_config(
 pub fn detector_and_reader(
     runtime: &RuntimeConfig,
     detect: &DetectConfig,
-) -> Result<(Box<dyn PlateDetector>, Box<dyn PlateReader>), PipelineError> {
+) -> Result<DetectorAndReader, PipelineError> {
     let models = ModelSet::new(runtime)?;
     let detector = RetinaPlateDetector::new(&models, detect)?;
     let reader = PpOcrReader::new(&models)?;
