@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod demo;
 pub mod detect;
+pub mod eval;
 pub mod message;
 pub mod metrics;
 pub mod models;

@@ -26,6 +26,8 @@ enum Command {
     },
     /// Run the whole pipeline on generated frames, uploading to a local receiver.
     Demo(cmd::demo::DemoArgs),
+    /// Measure detection recall, read accuracy, error rates and speed on labelled images.
+    Eval(cmd::eval::EvalArgs),
     /// Check a config file; prints each problem as FILE:LINE: key `KEY`: message.
     CheckConfig { file: PathBuf },
     /// Print crate, model and runtime versions.
@@ -41,6 +43,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Run { config } => cmd::run::run(&config),
         Command::Demo(args) => cmd::demo::run(args),
+        Command::Eval(args) => cmd::eval::run(args),
         Command::CheckConfig { file } => cmd::check_config::run(&file),
         Command::Version { models_dir } => cmd::version::run(&models_dir),
     };

@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::capture::{self, CaptureError, FrameQueue, FrameSource};
 use crate::clock::TimeSource;
-use crate::config::{CameraConfig, CameraSource, Config};
+use crate::config::{CameraConfig, CameraSource, Config, DetectConfig, RuntimeConfig};
 use crate::detect::retina::RetinaPlateDetector;
 use crate::detect::{self, PlateDetector};
 use crate::message::{Passage, ReadFrame, Violation};
@@ -93,6 +93,9 @@ pub fn cameras_from_config(cameras: &[CameraConfig], paced_replay: bool) -> Vec<
         .collect()
 }
 
+/// A plate detector and a plate reader, boxed.
+pub type DetectorAndReader = (Box<dyn PlateDetector>, Box<dyn PlateReader>);
+
 /// The models, loaded, and what to say about them.
 pub struct Inference {
     pub detector: Box<dyn PlateDetector>,
@@ -103,10 +106,8 @@ pub struct Inference {
 /// Loads ONNX Runtime and the configured models (each checked against the
 /// manifest's sha256 first) and describes them for records and the status page.
 pub fn inference_from_config(cfg: &Config) -> Result<Inference, PipelineError> {
-    let models = ModelSet::new(&cfg.runtime)?;
-    let detector = RetinaPlateDetector::new(&models, &cfg.detect)?;
-    let reader = PpOcrReader::new(&models)?;
-    let manifest = models.manifest();
+    let (detector, reader) = detector_and_reader(&cfg.runtime, &cfg.detect)?;
+    let manifest = crate::models::Manifest::embedded()?;
     let describe = |id: &str| {
         manifest
             .artifact(id)
@@ -124,10 +125,22 @@ pub fn inference_from_config(cfg: &Config) -> Result<Inference, PipelineError> {
         runtime_version: describe(crate::models::RUNTIME_ID),
     };
     Ok(Inference {
-        detector: Box::new(detector),
-        reader: Box::new(reader),
+        detector,
+        reader,
         facts,
     })
+}
+
+/// Loads ONNX Runtime and the detector and reader alone (each model checked
+/// against the manifest's sha256 first), for tools that need no full config.
+pub fn detector_and_reader(
+    runtime: &RuntimeConfig,
+    detect: &DetectConfig,
+) -> Result<DetectorAndReader, PipelineError> {
+    let models = ModelSet::new(runtime)?;
+    let detector = RetinaPlateDetector::new(&models, detect)?;
+    let reader = PpOcrReader::new(&models)?;
+    Ok((Box::new(detector), Box::new(reader)))
 }
 
 /// Loads the zone's lists. No hit list means no violations: every passage is

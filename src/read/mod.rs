@@ -49,7 +49,7 @@ use crate::message::{DetectedFrame, PlateRead, ReadFrame};
 use crate::metrics::{inc, Metrics};
 
 /// Keeps a read only if it looks like a plate and is confident enough to vote.
-fn acceptable(read: &TextRead, cfg: &ReadConfig) -> bool {
+pub fn acceptable(read: &TextRead, cfg: &ReadConfig) -> bool {
     read.text.chars().count() >= cfg.min_chars && read.confidence >= cfg.min_confidence
 }
 
