@@ -31,6 +31,9 @@ struct Track {
     last_box: BoxF,
     best: BestFrame,
     best_score: f32,
+    /// The text of the most confident read so far, and its confidence.
+    lead_text: String,
+    lead_confidence: f32,
 }
 
 /// The trackers of all cameras.
@@ -39,6 +42,11 @@ pub struct Tracker {
     min_reads: u32,
     tracks: HashMap<Arc<str>, Vec<Track>>,
 }
+
+/// A read this sure of its text may veto joining a track of another plate.
+const CONFIDENT_READ: f32 = 0.8;
+/// Reads of one plate differ by a misread or two, not more.
+const MAX_TEXT_DISTANCE: usize = 2;
 
 /// How well a read fits a track: higher is better, `None` is no fit.
 fn affinity(track: &Track, read: &PlateRead) -> Option<f32> {
@@ -49,6 +57,15 @@ fn affinity(track: &Track, read: &PlateRead) -> Option<f32> {
     let scale = track.last_box.width().max(b.width()).max(1.0);
     let dist = ((cx - rx).powi(2) + (cy - ry).powi(2)).sqrt() / scale;
     let same_text = track.reads.iter().any(|r| r.text == read.text);
+    // Where one vehicle leaves the view and the next enters at the same spot
+    // moments later, position alone would join them: two confident reads of
+    // clearly different plates never belong to one vehicle.
+    if read.confidence >= CONFIDENT_READ
+        && track.lead_confidence >= CONFIDENT_READ
+        && strsim::levenshtein(&track.lead_text, &read.text) > MAX_TEXT_DISTANCE
+    {
+        return None;
+    }
     // A vehicle moves at most about two plate widths between frames at the
     // frame rates cameras run at; the text breaks ties between neighbours.
     if iou > 0.0 || dist < 2.0 {
@@ -119,6 +136,10 @@ impl Tracker {
                         t.last_frame_seq = frame.frame.seq;
                     }
                     t.last_box = read.detection.bbox;
+                    if read.confidence > t.lead_confidence {
+                        t.lead_confidence = read.confidence;
+                        t.lead_text = read.text.clone();
+                    }
                     t.reads.push(tr);
                     let score = evidence_score(read);
                     if score > t.best_score {
@@ -137,6 +158,8 @@ impl Tracker {
                     last_box: read.detection.bbox,
                     best: best_here,
                     best_score: evidence_score(read),
+                    lead_text: read.text.clone(),
+                    lead_confidence: read.confidence,
                 }),
             }
         }
@@ -419,6 +442,36 @@ mod tests {
         assert!(out
             .iter()
             .all(|p| p.reads == 5 && p.alternatives.is_empty()));
+    }
+
+    #[test]
+    fn a_vehicle_entering_where_another_just_left_is_a_new_passage() {
+        let mut t = Tracker::new(&cfg());
+        // One van leaves the view at the far end, shrinking...
+        for i in 0..4u64 {
+            t.push(&frame(
+                "a",
+                i,
+                i * 100,
+                vec![read("52RNX7", 1200.0, 90.0 - i as f32 * 4.0, 0.95)],
+            ));
+        }
+        // ...and moments later another enters at the same spot, growing.
+        for i in 4..8u64 {
+            t.push(&frame(
+                "a",
+                i,
+                i * 100,
+                vec![read("3TKF88", 1200.0, 70.0 + i as f32 * 4.0, 0.95)],
+            ));
+        }
+        let mut out = t.flush();
+        out.sort_by(|a, b| a.text.cmp(&b.text));
+        let texts: Vec<&str> = out.iter().map(|p| p.text.as_str()).collect();
+        assert_eq!(texts, ["3TKF88", "52RNX7"]);
+        assert!(out
+            .iter()
+            .all(|p| p.alternatives.is_empty() && p.reads == 4));
     }
 
     #[test]
