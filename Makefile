@@ -21,8 +21,10 @@ models:
 build: deps
 	$(CARGO) build --release
 
+# The dev profile builds dependencies optimised (Cargo.toml) and shares its
+# build with `make test`, so the demo starts at once after the tests.
 demo: deps models
-	$(CARGO) run --release -- demo
+	$(CARGO) run -- demo
 
 test: deps models
 	$(CARGO) test --all-targets
