@@ -172,7 +172,7 @@ mod tests {
         bytes.truncate(bytes.len() / 3);
         std::fs::write(dir.path().join("cut.jpg"), &bytes).expect("write");
         let mut src = ReplaySource::open(dir.path(), 10.0, false, false).expect("open");
-        let err = src.next_frame().err().expect("decode must fail");
+        let err = src.next_frame().expect_err("decode must fail");
         assert!(matches!(err, CaptureError::Decode { .. }));
         assert!(err.to_string().contains("cut.jpg"), "{err}");
     }

@@ -214,8 +214,7 @@ mod tests {
             CancellationToken::new(),
         )
         .await
-        .err()
-        .expect("port taken");
+        .expect_err("port taken");
         assert!(err.to_string().contains(&addr));
     }
 }
