@@ -3,6 +3,7 @@
 
 pub mod check_config;
 pub mod demo;
+pub mod lists;
 pub mod run;
 pub mod version;
 
