@@ -1038,4 +1038,59 @@ ca_cert = "ca.pem"
         assert_eq!(problems[0].key, "camera[1].id");
         assert!(problems[0].line.is_some());
     }
+
+    #[test]
+    fn zone_defaults_are_all_day_every_day_in_amsterdam() {
+        let cfg = Config::parse(MINIMAL).expect("valid");
+        assert_eq!(cfg.zone.time_zone, "Europe/Amsterdam");
+        assert_eq!(cfg.zone.days.len(), 7);
+        assert_eq!(
+            (cfg.zone.from.as_str(), cfg.zone.until.as_str()),
+            ("00:00", "24:00")
+        );
+        assert_eq!(cfg.cameras[0].entering, Entering::Any);
+        assert_eq!(cfg.policy.foreign_plates, ForeignPlates::Count);
+        assert_eq!(cfg.policy.max_list_age_h, 48);
+    }
+
+    #[test]
+    fn a_list_without_key_or_zone_names_the_missing_keys() {
+        let text = MINIMAL.replace("[store]", "[policy]\nhit_list = \"hits.bundle\"\n\n[store]");
+        let problems = Config::parse(&text).expect_err("incomplete");
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["policy.public_key", "policy.hmac_keys", "zone.id"]);
+    }
+
+    #[test]
+    fn bad_zone_values_name_key_and_line() {
+        let text = format!(
+            "{MINIMAL}\n[zone]\nid = \"ams-ze\"\ntime_zone = \"Europe/Amsterdan\"\ndays = [\"mon\", \"mo\"]\nuntil = \"25:00\"\n"
+        );
+        let problems = Config::parse(&text).expect_err("bad zone");
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["zone.time_zone", "zone.days", "zone.until"]);
+        let tz_line = text
+            .lines()
+            .position(|l| l.starts_with("time_zone"))
+            .expect("present")
+            + 1;
+        assert_eq!(problems[0].line, Some(tz_line));
+        assert!(problems[1].message.contains("`mo`"), "{:?}", problems[1]);
+        let text = MINIMAL.replace("path = \"frames\"", "path = \"frames\"\nentering = \"in\"");
+        let problems = Config::parse(&text).expect_err("bad direction");
+        assert_eq!(problems[0].line, Some(9));
+        assert!(problems[0].message.contains("towards"), "{:?}", problems[0]);
+    }
+
+    #[test]
+    fn a_bad_public_key_is_reported() {
+        let text = MINIMAL.replace("[store]", "[policy]\npublic_key = \"c2hvcnQ=\"\n\n[store]");
+        let problems = Config::parse(&text).expect_err("bad key");
+        assert_eq!(problems[0].key, "policy.public_key");
+        assert!(
+            problems[0].message.contains("32 bytes"),
+            "{:?}",
+            problems[0]
+        );
+    }
 }
