@@ -412,7 +412,10 @@ async fn run_policy(
 ) {
     while let Some(passage) = input.recv().await {
         inc(&metrics.passages);
-        match policy.decide(&passage) {
+        let outcome = policy.decide(&passage);
+        // The reason only: never the plate of a passage that is not acted on.
+        tracing::debug!(camera = %passage.camera, direction = passage.direction.as_str(), confidence = passage.confidence, outcome = outcome.reason(), "passage judged");
+        match outcome {
             Outcome::Violation(decision) => {
                 if out.send(Violation { passage, decision }).await.is_err() {
                     return;
