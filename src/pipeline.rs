@@ -197,6 +197,9 @@ pub struct Running {
     /// so that nothing waits on them).
     pub stop_services: CancellationToken,
     pub status_addr: std::net::SocketAddr,
+    /// The zone lists in force: `lists.status(now)` gives versions, ages and
+    /// the alarm (for the status page).
+    pub lists: Arc<crate::policy::Lists>,
     /// Ends when every violation that capture led to has been committed.
     pub recorded: JoinHandle<()>,
     pub uploader: JoinHandle<()>,
@@ -284,8 +287,9 @@ pub async fn start(cfg: &Config, parts: Parts) -> Result<Running, PipelineError>
         passage_tx,
         parts.time.clone(),
     ));
+    let lists = parts.policy.lists().clone();
     tokio::spawn(run_list_reload(
-        parts.policy.lists().clone(),
+        lists.clone(),
         Duration::from_secs(cfg.policy.reload_check_s),
         stop_services.clone(),
     ));
@@ -346,6 +350,7 @@ pub async fn start(cfg: &Config, parts: Parts) -> Result<Running, PipelineError>
         stop,
         stop_services,
         status_addr,
+        lists,
         recorded,
         uploader,
         status_task,
