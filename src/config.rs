@@ -76,6 +76,8 @@ pub struct Config {
     pub track: TrackConfig,
     #[serde(default)]
     pub policy: PolicyConfig,
+    #[serde(default)]
+    pub zone: ZoneConfig,
     pub store: StoreConfig,
     pub upload: UploadConfig,
     #[serde(default)]
@@ -228,6 +230,33 @@ pub struct CameraConfig {
     /// Which way the camera looks, stated in records (free text, e.g. "north, into the zone").
     #[serde(default)]
     pub facing: String,
+    /// Which direction of travel enters the zone: `towards` the camera, `away`
+    /// from it, or `any` (a camera inside the zone, where every passage counts).
+    #[serde(default)]
+    pub entering: Entering,
+}
+
+/// Which passages of a camera enter the zone.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Entering {
+    Towards,
+    Away,
+    #[default]
+    Any,
+}
+
+impl Entering {
+    /// Whether a passage in `d` enters the zone. An unknown direction never
+    /// counts at a cordon camera.
+    pub fn admits(self, d: crate::message::Direction) -> bool {
+        use crate::message::Direction;
+        match self {
+            Entering::Any => true,
+            Entering::Towards => d == Direction::Towards,
+            Entering::Away => d == Direction::Away,
+        }
+    }
 }
 
 fn default_format() -> PixelFormat {
@@ -297,22 +326,148 @@ fn default_min_reads() -> u32 {
     2
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
-    /// CSV of vehicles banned from the zone: `plate,entry_id`.
+    /// Signed hit-list bundle (see docs/lists.md); none = no violations.
     #[serde(default)]
     pub hit_list: Option<PathBuf>,
-    /// CSV of exempted vehicles: `plate,entry_id`.
+    /// Signed exemption-list bundle.
     #[serde(default)]
     pub exemptions: Option<PathBuf>,
+    /// The backend's Ed25519 public key that signs bundles, 32 bytes in base64.
+    /// Required when a list is configured.
+    #[serde(default)]
+    pub public_key: Option<String>,
+    /// HMAC keys by key id: files of base64 (as `anpr-edge lists keygen` writes).
+    /// Every key id a bundle names must be here; hold two during a rotation.
+    #[serde(default)]
+    pub hmac_keys: std::collections::BTreeMap<String, PathBuf>,
     /// Passages below this plate confidence are counted, never recorded.
     #[serde(default = "default_policy_min_conf")]
     pub min_confidence: f32,
+    /// Plates that fit no Dutch sidecode: `count` (counted, never recorded) or
+    /// `check` (looked up like any other).
+    #[serde(default)]
+    pub foreign_plates: ForeignPlates,
+    /// A list whose bundle is older than this raises the alarm (0 = never).
+    #[serde(default = "default_max_list_age_h")]
+    pub max_list_age_h: u64,
+    /// How often to look whether a bundle file changed (mtime and size).
+    #[serde(default = "default_reload_check_s")]
+    pub reload_check_s: u64,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        PolicyConfig {
+            hit_list: None,
+            exemptions: None,
+            public_key: None,
+            hmac_keys: Default::default(),
+            min_confidence: default_policy_min_conf(),
+            foreign_plates: ForeignPlates::default(),
+            max_list_age_h: default_max_list_age_h(),
+            reload_check_s: default_reload_check_s(),
+        }
+    }
+}
+
+/// What to do with plates that fit no Dutch sidecode.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ForeignPlates {
+    #[default]
+    Count,
+    Check,
 }
 
 fn default_policy_min_conf() -> f32 {
     0.8
+}
+fn default_max_list_age_h() -> u64 {
+    48
+}
+fn default_reload_check_s() -> u64 {
+    60
+}
+
+/// The zone this device enforces, and when.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneConfig {
+    /// Must match the zone id of every bundle. Required when a list is configured.
+    #[serde(default)]
+    pub id: String,
+    /// IANA time zone of the zone's hours and of ban dates.
+    #[serde(default = "default_time_zone")]
+    pub time_zone: String,
+    /// Days the zone is in force: `mon` .. `sun`.
+    #[serde(default = "default_days")]
+    pub days: Vec<String>,
+    /// Local time the zone comes into force each day, `HH:MM`.
+    #[serde(default = "default_from")]
+    pub from: String,
+    /// Local time it ends, `HH:MM` (`24:00` = midnight). Earlier than `from`
+    /// means overnight; `days` then names the day the window starts.
+    #[serde(default = "default_until")]
+    pub until: String,
+}
+
+impl Default for ZoneConfig {
+    fn default() -> Self {
+        ZoneConfig {
+            id: String::new(),
+            time_zone: default_time_zone(),
+            days: default_days(),
+            from: default_from(),
+            until: default_until(),
+        }
+    }
+}
+
+fn default_time_zone() -> String {
+    "Europe/Amsterdam".into()
+}
+fn default_days() -> Vec<String> {
+    ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+        .map(String::from)
+        .to_vec()
+}
+fn default_from() -> String {
+    "00:00".into()
+}
+fn default_until() -> String {
+    "24:00".into()
+}
+
+/// `HH:MM` as minutes after midnight; `24:00` is 1440.
+pub fn parse_hhmm(s: &str) -> Option<u32> {
+    let (h, m) = s.split_once(':')?;
+    if h.len() != 2 || m.len() != 2 {
+        return None;
+    }
+    let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+    match (h, m) {
+        (24, 0) => Some(1440),
+        (0..=23, 0..=59) => Some(h * 60 + m),
+        _ => None,
+    }
+}
+
+/// `mon` .. `sun` as chrono weekdays.
+pub fn parse_weekday(s: &str) -> Option<chrono::Weekday> {
+    use chrono::Weekday::*;
+    Some(match s {
+        "mon" => Mon,
+        "tue" => Tue,
+        "wed" => Wed,
+        "thu" => Thu,
+        "fri" => Fri,
+        "sat" => Sat,
+        "sun" => Sun,
+        _ => return None,
+    })
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -462,6 +617,9 @@ impl Config {
         if let Some(p) = self.policy.exemptions.as_mut() {
             fix(p);
         }
+        for p in self.policy.hmac_keys.values_mut() {
+            fix(p);
+        }
         fix(&mut self.store.path);
         fix(&mut self.upload.ca_cert);
     }
@@ -485,6 +643,9 @@ impl Config {
         }
         if let Some(p) = &self.policy.exemptions {
             check("policy.exemptions".into(), p);
+        }
+        for (id, p) in &self.policy.hmac_keys {
+            check(format!("policy.hmac_keys.{id}"), p);
         }
         if let Some(p) = &self.runtime.onnxruntime {
             check("runtime.onnxruntime".into(), p);
@@ -521,6 +682,7 @@ impl Config {
                 "must be between 0 and 1".into(),
             ));
         }
+        self.validate_lists_and_zone(&mut p);
         if self.cameras.is_empty() {
             p.push(("camera".into(), "at least one [[camera]] is needed".into()));
         }
@@ -605,6 +767,95 @@ impl Config {
             ));
         }
         p
+    }
+}
+
+impl Config {
+    fn validate_lists_and_zone(&self, p: &mut Vec<(String, String)>) {
+        let pol = &self.policy;
+        let lists = pol.hit_list.is_some() || pol.exemptions.is_some();
+        match &pol.public_key {
+            Some(k) => {
+                if let Err(e) = crate::policy::bundle::verifying_key_from_base64(k) {
+                    p.push(("policy.public_key".into(), e));
+                }
+            }
+            None if lists => p.push((
+                "policy.public_key".into(),
+                "lists are configured: pin the backend's Ed25519 public key (base64)".into(),
+            )),
+            None => {}
+        }
+        if lists && pol.hmac_keys.is_empty() {
+            p.push((
+                "policy.hmac_keys".into(),
+                "lists are configured: name at least one HMAC key file by key id".into(),
+            ));
+        }
+        for id in pol.hmac_keys.keys() {
+            if id.is_empty() || id.len() > crate::policy::bundle::MAX_KEY_ID_LEN {
+                p.push((
+                    format!("policy.hmac_keys.{id}"),
+                    "a key id is 1 to 32 bytes".into(),
+                ));
+            }
+        }
+        if pol.reload_check_s == 0 {
+            p.push(("policy.reload_check_s".into(), "must be at least 1".into()));
+        }
+        let z = &self.zone;
+        if lists && z.id.trim().is_empty() {
+            p.push((
+                "zone.id".into(),
+                "lists are configured: name the zone they are for".into(),
+            ));
+        }
+        if z.id.len() > crate::policy::bundle::MAX_ZONE_LEN {
+            p.push(("zone.id".into(), "at most 64 bytes".into()));
+        }
+        if z.time_zone.parse::<chrono_tz::Tz>().is_err() {
+            p.push((
+                "zone.time_zone".into(),
+                format!(
+                    "`{}` is not an IANA time zone such as \"Europe/Amsterdam\"",
+                    z.time_zone
+                ),
+            ));
+        }
+        if z.days.is_empty() {
+            p.push(("zone.days".into(), "name at least one day".into()));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for d in &z.days {
+            if parse_weekday(d).is_none() {
+                p.push((
+                    "zone.days".into(),
+                    format!("`{d}` is not one of mon, tue, wed, thu, fri, sat, sun"),
+                ));
+            } else if !seen.insert(d) {
+                p.push(("zone.days".into(), format!("`{d}` is named twice")));
+            }
+        }
+        let from = parse_hhmm(&z.from);
+        let until = parse_hhmm(&z.until);
+        if from.is_none() || from == Some(1440) {
+            p.push((
+                "zone.from".into(),
+                format!("`{}` is not a time HH:MM from 00:00 to 23:59", z.from),
+            ));
+        }
+        if until.is_none() {
+            p.push((
+                "zone.until".into(),
+                format!("`{}` is not a time HH:MM from 00:00 to 24:00", z.until),
+            ));
+        }
+        if from.is_some() && from == until {
+            p.push((
+                "zone.until".into(),
+                "must differ from zone.from (use 00:00 and 24:00 for all day)".into(),
+            ));
+        }
     }
 }
 
@@ -786,5 +1037,60 @@ ca_cert = "ca.pem"
         let problems = Config::parse(&text).expect_err("dup");
         assert_eq!(problems[0].key, "camera[1].id");
         assert!(problems[0].line.is_some());
+    }
+
+    #[test]
+    fn zone_defaults_are_all_day_every_day_in_amsterdam() {
+        let cfg = Config::parse(MINIMAL).expect("valid");
+        assert_eq!(cfg.zone.time_zone, "Europe/Amsterdam");
+        assert_eq!(cfg.zone.days.len(), 7);
+        assert_eq!(
+            (cfg.zone.from.as_str(), cfg.zone.until.as_str()),
+            ("00:00", "24:00")
+        );
+        assert_eq!(cfg.cameras[0].entering, Entering::Any);
+        assert_eq!(cfg.policy.foreign_plates, ForeignPlates::Count);
+        assert_eq!(cfg.policy.max_list_age_h, 48);
+    }
+
+    #[test]
+    fn a_list_without_key_or_zone_names_the_missing_keys() {
+        let text = MINIMAL.replace("[store]", "[policy]\nhit_list = \"hits.bundle\"\n\n[store]");
+        let problems = Config::parse(&text).expect_err("incomplete");
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["policy.public_key", "policy.hmac_keys", "zone.id"]);
+    }
+
+    #[test]
+    fn bad_zone_values_name_key_and_line() {
+        let text = format!(
+            "{MINIMAL}\n[zone]\nid = \"ams-ze\"\ntime_zone = \"Europe/Amsterdan\"\ndays = [\"mon\", \"mo\"]\nuntil = \"25:00\"\n"
+        );
+        let problems = Config::parse(&text).expect_err("bad zone");
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["zone.time_zone", "zone.days", "zone.until"]);
+        let tz_line = text
+            .lines()
+            .position(|l| l.starts_with("time_zone"))
+            .expect("present")
+            + 1;
+        assert_eq!(problems[0].line, Some(tz_line));
+        assert!(problems[1].message.contains("`mo`"), "{:?}", problems[1]);
+        let text = MINIMAL.replace("path = \"frames\"", "path = \"frames\"\nentering = \"in\"");
+        let problems = Config::parse(&text).expect_err("bad direction");
+        assert_eq!(problems[0].line, Some(9));
+        assert!(problems[0].message.contains("towards"), "{:?}", problems[0]);
+    }
+
+    #[test]
+    fn a_bad_public_key_is_reported() {
+        let text = MINIMAL.replace("[store]", "[policy]\npublic_key = \"c2hvcnQ=\"\n\n[store]");
+        let problems = Config::parse(&text).expect_err("bad key");
+        assert_eq!(problems[0].key, "policy.public_key");
+        assert!(
+            problems[0].message.contains("32 bytes"),
+            "{:?}",
+            problems[0]
+        );
     }
 }

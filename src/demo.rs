@@ -15,9 +15,14 @@ use crate::clock::TimeSource;
 use crate::config::Config;
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::pipeline;
+use crate::policy::bundle::{self, BundleMeta, ListKind};
+use crate::policy::hash::HmacKey;
 use crate::receiver::{self, ReceivedRecord, ReceiverHandle};
 use crate::synth::Scenario;
 use crate::upload::HttpsBackend;
+
+const DEMO_ZONE: &str = "demo-ze";
+const DEMO_KEY_ID: &str = "demo-k1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
@@ -34,6 +39,10 @@ pub enum DemoError {
     Upload(#[from] crate::upload::UploadError),
     #[error(transparent)]
     Pipeline(#[from] crate::pipeline::PipelineError),
+    #[error(transparent)]
+    Keys(crate::policy::hash::KeyError),
+    #[error(transparent)]
+    Bundle(#[from] crate::policy::bundle::BuildError),
     #[error("the store stage ended abnormally: {0}")]
     Store(String),
 }
@@ -104,16 +113,48 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
     let banned: Vec<String> = scene_plates.iter().step_by(2).cloned().collect();
     let exempted: Vec<String> = banned.iter().take(1).cloned().collect();
     let expected_violations: Vec<String> = banned.iter().skip(1).cloned().collect();
-    let mut hits = String::from("plate,entry_id\n");
+    let mut hits = String::from("plate,entry_id,banned_from\n");
     for (i, p) in banned.iter().enumerate() {
-        hits.push_str(&format!("{p},hit-{i}\n"));
+        hits.push_str(&format!("{p},hit-{i},2025-01-01\n"));
     }
-    write(&dir.join("hit-list.csv"), &hits)?;
+    let now = chrono::Utc::now();
+    let (from, until) = (
+        now - chrono::Duration::days(1),
+        now + chrono::Duration::days(1),
+    );
     let ex: String = exempted
         .iter()
-        .map(|p| format!("{p},exemption-0\n"))
+        .map(|p| {
+            format!(
+                "{p},exemption-0,{},{}\n",
+                from.to_rfc3339(),
+                until.to_rfc3339()
+            )
+        })
         .collect();
-    write(&dir.join("exemptions.csv"), &ex)?;
+    // A fresh signing key and HMAC key, as a backend would hold them; the
+    // device side gets the public key and the HMAC key only.
+    let keys_dir = dir.join("list-keys");
+    let keys = bundle::generate_keys(&keys_dir).map_err(|source| DemoError::Write {
+        path: keys_dir.clone(),
+        source,
+    })?;
+    let signing = bundle::load_signing_key(&keys.signing_key).map_err(DemoError::Keys)?;
+    let hmac = HmacKey::load(DEMO_KEY_ID, &keys.hmac_key).map_err(DemoError::Keys)?;
+    let meta = BundleMeta {
+        zone: DEMO_ZONE.into(),
+        version: 1,
+        created_at: now,
+        key_id: DEMO_KEY_ID.into(),
+    };
+    for (kind, csv, file) in [
+        (ListKind::Hit, &hits, "hit-list.bundle"),
+        (ListKind::Exemption, &ex, "exemptions.bundle"),
+    ] {
+        let bytes = bundle::build_from_csv(kind, &meta, csv, &hmac, &signing)?;
+        let path = dir.join(file);
+        std::fs::write(&path, bytes).map_err(|source| DemoError::Write { path, source })?;
+    }
 
     let pki = receiver::generate_test_pki(&dir.join("pki"))?;
     let receiver = receiver::start("127.0.0.1:0".parse().expect("literal address"), &pki).await?;
@@ -123,7 +164,14 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
     let config_path = dir.join("config.toml");
     write(
         &config_path,
-        &demo_config(dir, &opts.models_dir, &pki.ca_cert, port, opts.scenario.fps),
+        &demo_config(
+            dir,
+            &opts.models_dir,
+            &pki.ca_cert,
+            port,
+            opts.scenario.fps,
+            &keys.public_key_base64,
+        ),
     )?;
     let cfg = Config::load(&config_path)?;
 
@@ -186,7 +234,14 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
     })
 }
 
-fn demo_config(dir: &Path, models: &Path, ca: &Path, port: u16, fps: f32) -> String {
+fn demo_config(
+    dir: &Path,
+    models: &Path,
+    ca: &Path,
+    port: u16,
+    fps: f32,
+    public_key: &str,
+) -> String {
     format!(
         r#"# Written by the anpr-edge demo harness.
 [device]
@@ -204,8 +259,15 @@ fps = {fps}
 facing = "into the zone"
 
 [policy]
-hit_list = "{dir}/hit-list.csv"
-exemptions = "{dir}/exemptions.csv"
+hit_list = "{dir}/hit-list.bundle"
+exemptions = "{dir}/exemptions.bundle"
+public_key = "{public_key}"
+
+[policy.hmac_keys]
+{key_id} = "{dir}/list-keys/hmac.key"
+
+[zone]
+id = "{zone}"
 
 [store]
 path = "{dir}/violations.sqlite"
@@ -226,5 +288,7 @@ level = "warn"
         frames = dir.join("frames").display(),
         dir = dir.display(),
         ca = ca.display(),
+        key_id = DEMO_KEY_ID,
+        zone = DEMO_ZONE,
     )
 }

@@ -30,6 +30,8 @@ enum Command {
     Eval(cmd::eval::EvalArgs),
     /// Check a config file; prints each problem as FILE:LINE: key `KEY`: message.
     CheckConfig { file: PathBuf },
+    /// Build, verify and make keys for signed zone-list bundles.
+    Lists(cmd::lists::ListsArgs),
     /// Print crate, model and runtime versions.
     Version {
         /// Folder with the models and runtime (default: models/cache).
@@ -45,6 +47,7 @@ fn main() -> std::process::ExitCode {
         Command::Demo(args) => cmd::demo::run(args),
         Command::Eval(args) => cmd::eval::run(args),
         Command::CheckConfig { file } => cmd::check_config::run(&file),
+        Command::Lists(args) => cmd::lists::run(args),
         Command::Version { models_dir } => cmd::version::run(&models_dir),
     };
     match result {

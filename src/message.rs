@@ -160,10 +160,21 @@ pub struct Passage {
 pub struct Decision {
     /// The rule that applied, e.g. `"hit_list_no_exemption"`.
     pub rule: String,
+    /// Version number of the hit-list bundle in force.
     pub hit_list_version: String,
+    /// Version number of the exemption-list bundle in force (empty: none configured).
     pub exemption_list_version: String,
     /// The hit-list entry the plate matched.
     pub entry_id: String,
+    /// The zone the decision was made for.
+    #[serde(default)]
+    pub zone_id: String,
+    /// The HMAC key id the plate was looked up with.
+    #[serde(default)]
+    pub key_id: String,
+    /// The entry's first banned date (`YYYY-MM-DD`, local to the zone).
+    #[serde(default)]
+    pub banned_from: String,
 }
 
 /// A candidate violation: a passage plus the policy's decision. Only these ever

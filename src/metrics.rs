@@ -42,8 +42,22 @@ pub struct Metrics {
     pub plates_read: AtomicU64,
     pub reads_rejected: AtomicU64,
     pub passages: AtomicU64,
+    /// Passages that ended at policy for any reason but low confidence; the
+    /// reasons are broken down in the counters below.
     pub non_hits: AtomicU64,
     pub low_confidence_passages: AtomicU64,
+    /// The zone was not in force at the passage's time.
+    pub outside_hours: AtomicU64,
+    /// The vehicle did not enter the zone (wrong direction at a cordon).
+    pub not_entering: AtomicU64,
+    /// Plates that fit no Dutch sidecode.
+    pub foreign_plates: AtomicU64,
+    /// On the hit list with a valid exemption.
+    pub exempt: AtomicU64,
+    /// On the hit list, ban not yet in force on the passage's date.
+    pub not_yet_banned: AtomicU64,
+    /// A configured list was not in force.
+    pub lists_unavailable: AtomicU64,
     pub violations_recorded: AtomicU64,
     pub store_errors: AtomicU64,
     pub uploads_acked: AtomicU64,
@@ -89,6 +103,12 @@ impl Metrics {
             passages: g(&self.passages),
             non_hits: g(&self.non_hits),
             low_confidence_passages: g(&self.low_confidence_passages),
+            outside_hours: g(&self.outside_hours),
+            not_entering: g(&self.not_entering),
+            foreign_plates: g(&self.foreign_plates),
+            exempt: g(&self.exempt),
+            not_yet_banned: g(&self.not_yet_banned),
+            lists_unavailable: g(&self.lists_unavailable),
             violations_recorded: g(&self.violations_recorded),
             store_errors: g(&self.store_errors),
             uploads_acked: g(&self.uploads_acked),
@@ -137,6 +157,12 @@ pub struct MetricsSnapshot {
     pub passages: u64,
     pub non_hits: u64,
     pub low_confidence_passages: u64,
+    pub outside_hours: u64,
+    pub not_entering: u64,
+    pub foreign_plates: u64,
+    pub exempt: u64,
+    pub not_yet_banned: u64,
+    pub lists_unavailable: u64,
     pub violations_recorded: u64,
     pub store_errors: u64,
     pub uploads_acked: u64,

@@ -27,7 +27,7 @@ use crate::detect::{self, PlateDetector};
 use crate::message::{Passage, ReadFrame, Violation};
 use crate::metrics::{inc, Metrics};
 use crate::models::ModelSet;
-use crate::policy::{Outcome, PlateList, Policy};
+use crate::policy::{Outcome, Policy};
 use crate::read::ppocr::PpOcrReader;
 use crate::read::{self, PlateReader};
 use crate::status::{self, DeviceFacts};
@@ -143,24 +143,59 @@ pub fn detector_and_reader(
     Ok((Box::new(detector), Box::new(reader)))
 }
 
-/// Loads the zone's lists. No hit list means no violations: every passage is
-/// a non-hit (a controller that only counts).
+/// The zone rules and the signed lists of a config. No hit list means no
+/// violations: every passage is a non-hit (a controller that only counts). A
+/// bundle that fails its checks is logged and left out of force; the reload
+/// task (see [`start`]) tries again when its file changes.
 pub fn policy_from_config(cfg: &Config) -> Result<Policy, PipelineError> {
-    let hit_list = match &cfg.policy.hit_list {
-        Some(p) => PlateList::load(p)?,
-        None => PlateList::default(),
-    };
-    let exemptions = match &cfg.policy.exemptions {
-        Some(p) => PlateList::load(p)?,
-        None => PlateList::default(),
-    };
+    let policy = Policy::from_config(cfg)?;
+    let st = policy.lists().status(chrono::Utc::now());
     tracing::info!(
-        hit_list_entries = hit_list.len(),
-        hit_list_version = %hit_list.version,
-        exemptions = exemptions.len(),
+        zone = %st.zone,
+        hit_list_version = st.hit_list.as_ref().map(|l| l.version),
+        hit_list_entries = st.hit_list.as_ref().map(|l| l.entries),
+        exemption_list_version = st.exemptions.as_ref().map(|l| l.version),
+        exemptions = st.exemptions.as_ref().map(|l| l.entries),
+        alarm = st.alarm,
         "zone lists loaded"
     );
-    Ok(Policy::new(hit_list, exemptions, cfg.policy.min_confidence))
+    Ok(policy)
+}
+
+/// Looks every `every` whether a bundle file changed, and swaps the new list
+/// in; an age alarm that starts or ends is logged once.
+async fn run_list_reload(
+    lists: std::sync::Arc<crate::policy::Lists>,
+    every: Duration,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    let mut alarmed = false;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let l = lists.clone();
+        // Verifying a large bundle takes a while: keep it off the async threads.
+        let status = tokio::task::spawn_blocking(move || {
+            l.reload_if_changed();
+            l.status(chrono::Utc::now())
+        })
+        .await;
+        if let Ok(st) = status {
+            if st.alarm != alarmed {
+                alarmed = st.alarm;
+                if alarmed {
+                    tracing::warn!(reasons = ?st.alarm_reasons, "zone list alarm");
+                } else {
+                    tracing::info!("zone list alarm cleared");
+                }
+            }
+        }
+    }
 }
 
 /// What the pipeline is made of; tests swap any part.
@@ -183,6 +218,9 @@ pub struct Running {
     /// so that nothing waits on them).
     pub stop_services: CancellationToken,
     pub status_addr: std::net::SocketAddr,
+    /// The zone lists in force: `lists.status(now)` gives versions, ages and
+    /// the alarm (for the status page).
+    pub lists: Arc<crate::policy::Lists>,
     /// Ends when every violation that capture led to has been committed.
     pub recorded: JoinHandle<()>,
     pub uploader: JoinHandle<()>,
@@ -270,6 +308,12 @@ pub async fn start(cfg: &Config, parts: Parts) -> Result<Running, PipelineError>
         passage_tx,
         parts.time.clone(),
     ));
+    let lists = parts.policy.lists().clone();
+    tokio::spawn(run_list_reload(
+        lists.clone(),
+        Duration::from_secs(cfg.policy.reload_check_s),
+        stop_services.clone(),
+    ));
     tokio::spawn(run_policy(
         parts.policy,
         passage_rx,
@@ -327,6 +371,7 @@ pub async fn start(cfg: &Config, parts: Parts) -> Result<Running, PipelineError>
         stop,
         stop_services,
         status_addr,
+        lists,
         recorded,
         uploader,
         status_task,
@@ -403,14 +448,28 @@ async fn run_policy(
 ) {
     while let Some(passage) = input.recv().await {
         inc(&metrics.passages);
-        match policy.decide(&passage) {
+        let outcome = policy.decide(&passage);
+        // The reason only: never the plate of a passage that is not acted on.
+        tracing::debug!(camera = %passage.camera, direction = passage.direction.as_str(), confidence = passage.confidence, outcome = outcome.reason(), "passage judged");
+        match outcome {
             Outcome::Violation(decision) => {
                 if out.send(Violation { passage, decision }).await.is_err() {
                     return;
                 }
             }
             Outcome::LowConfidence => inc(&metrics.low_confidence_passages),
-            Outcome::NonHit | Outcome::Exempt => inc(&metrics.non_hits),
+            other => {
+                inc(&metrics.non_hits);
+                match other {
+                    Outcome::OutsideHours => inc(&metrics.outside_hours),
+                    Outcome::NotEntering => inc(&metrics.not_entering),
+                    Outcome::Foreign => inc(&metrics.foreign_plates),
+                    Outcome::Exempt => inc(&metrics.exempt),
+                    Outcome::NotYetBanned => inc(&metrics.not_yet_banned),
+                    Outcome::ListsUnavailable => inc(&metrics.lists_unavailable),
+                    _ => {}
+                }
+            }
         }
         // `passage` (text, crop and frame) is dropped here for every non-hit.
     }

@@ -184,3 +184,69 @@ fn the_daemon_runs_a_replay_camera_and_stops_cleanly_on_sigterm() {
         "the store was created"
     );
 }
+
+#[test]
+fn lists_keygen_build_and_verify_and_a_bad_bundle_names_its_cause() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let (ok, out) = run(anpr_edge()
+        .args(["lists", "keygen", "--out"])
+        .arg(d.join("keys")));
+    assert!(ok, "{out}");
+    std::fs::write(
+        d.join("hits.csv"),
+        "plate,entry_id,banned_from,vehicle_class\nVB-123-X,h1,2027-01-01,N1\n12ABC3,h2,2025-01-01\n",
+    )
+    .expect("write");
+    let (ok, out) = run(anpr_edge()
+        .args([
+            "lists",
+            "build",
+            "--kind",
+            "hit",
+            "--zone",
+            "ams-ze",
+            "--version",
+            "7",
+        ])
+        .args(["--key-id", "k1", "--hmac-key-file"])
+        .arg(d.join("keys/hmac.key"))
+        .arg("--signing-key-file")
+        .arg(d.join("keys/signing.key"))
+        .arg("--in")
+        .arg(d.join("hits.csv"))
+        .arg("--out")
+        .arg(d.join("hits.bundle")));
+    assert!(ok, "{out}");
+    assert!(out.contains("2 entries"), "{out}");
+    let bundle = std::fs::read(d.join("hits.bundle")).expect("bundle");
+    assert!(
+        !bundle.windows(6).any(|w| w == b"VB123X"),
+        "no plain plate in the bundle"
+    );
+    let verify = |file: &str| {
+        run(anpr_edge()
+            .args(["lists", "verify", "--public-key"])
+            .arg(d.join("keys/signing.pub"))
+            .arg(d.join(file)))
+    };
+    let (ok, out) = verify("hits.bundle");
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("version     7") && out.contains("entries     2"),
+        "{out}"
+    );
+    std::fs::write(d.join("cut.bundle"), &bundle[..bundle.len() - 10]).expect("write");
+    let (ok, out) = verify("cut.bundle");
+    assert!(!ok);
+    assert!(
+        out.contains("cut.bundle") && out.contains("truncated"),
+        "{out}"
+    );
+    let mut forged = bundle.clone();
+    forged[40] ^= 1;
+    std::fs::write(d.join("forged.bundle"), &forged).expect("write");
+    let (ok, out) = verify("forged.bundle");
+    assert!(!ok);
+    assert!(out.contains("signature"), "{out}");
+}

@@ -15,6 +15,8 @@ use anpr_edge::detect::{DetectError, PlateDetector};
 use anpr_edge::message::{BoxF, Detection};
 use anpr_edge::metrics::CameraState;
 use anpr_edge::pipeline::{self, Parts};
+use anpr_edge::policy::bundle::{self, BundleMeta, ListKind};
+use anpr_edge::policy::hash::HmacKey;
 use anpr_edge::read::{PlateReader, ReadError, TextRead};
 use anpr_edge::status::DeviceFacts;
 use anpr_edge::store::{PendingRecord, Store};
@@ -125,7 +127,25 @@ fn config(dir: &std::path::Path, extra_camera: &str) -> Config {
 
 fn config_with(dir: &std::path::Path, extra_camera: &str, close_after_ms: u64) -> Config {
     std::fs::write(dir.join("ca.pem"), "unused by the in-process backend").expect("write");
-    std::fs::write(dir.join("hits.csv"), "plate,entry_id\nVBX12P,h1\n").expect("write");
+    // A hit list as the backend would ship it: keyed hashes in a signed bundle.
+    let keys = bundle::generate_keys(&dir.join("keys")).expect("keys");
+    let hmac = HmacKey::load("k1", &keys.hmac_key).expect("hmac key");
+    let signing = bundle::load_signing_key(&keys.signing_key).expect("signing key");
+    let meta = BundleMeta {
+        zone: "test-ze".into(),
+        version: 1,
+        created_at: chrono::Utc::now(),
+        key_id: "k1".into(),
+    };
+    let hits = bundle::build_from_csv(
+        ListKind::Hit,
+        &meta,
+        "plate,entry_id,banned_from\nVBX12P,h1,2025-01-01\n",
+        &hmac,
+        &signing,
+    )
+    .expect("bundle");
+    std::fs::write(dir.join("hits.bundle"), hits).expect("write");
     let text = format!(
         r#"
 [device]
@@ -139,7 +159,12 @@ fps = 10
 [track]
 close_after_ms = {close_after_ms}
 [policy]
-hit_list = "{dir}/hits.csv"
+hit_list = "{dir}/hits.bundle"
+public_key = "{public_key}"
+[policy.hmac_keys]
+k1 = "{dir}/keys/hmac.key"
+[zone]
+id = "test-ze"
 [store]
 path = "{dir}/v.sqlite"
 [upload]
@@ -150,6 +175,7 @@ listen = "127.0.0.1:0"
 "#,
         frames = dir.join("frames").display(),
         dir = dir.display(),
+        public_key = keys.public_key_base64,
     );
     let path = dir.join("c.toml");
     std::fs::write(&path, text).expect("write");

@@ -88,6 +88,10 @@ pub fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         "  passages             {} ({} non-hits counted and dropped, {} too unsure to act on)",
         s.passages, s.non_hits, s.low_confidence_passages
     );
+    println!(
+        "  not acted on         {} exempt, {} not yet banned, {} foreign, {} not entering, {} outside hours, {} lists unavailable",
+        s.exempt, s.not_yet_banned, s.foreign_plates, s.not_entering, s.outside_hours, s.lists_unavailable
+    );
     println!("  violations recorded  {}", s.violations_recorded);
     println!(
         "  violations uploaded  {} (the receiver holds {})",

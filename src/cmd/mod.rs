@@ -4,6 +4,7 @@
 pub mod check_config;
 pub mod demo;
 pub mod eval;
+pub mod lists;
 pub mod run;
 pub mod version;
 

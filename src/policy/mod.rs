@@ -1,30 +1,38 @@
 //! Policy: decides which passages are candidate violations.
 //!
-//! A passage is a candidate violation when its plate is on the hit list and not
-//! on the exemption list, and it was read confidently enough. Everything else
-//! is a non-hit: it is counted and dropped here, and its text, crop and frame
-//! go no further — never to the store, a log line or the network.
+//! A passage is a candidate violation when the zone is in force at its time,
+//! its direction enters the zone, it was read confidently enough, its plate is
+//! Dutch (unless configured otherwise), the plate's keyed hash is on the hit
+//! list with a ban date on or before the passage's local date, and no
+//! exemption for it is valid at that time in this zone. Everything else is
+//! counted by reason and dropped here: its text, crop and frame go no further
+//! — never to the store, a log line or the network.
+//!
+//! The lists hold only keyed hashes (see [`hash`]) and arrive as signed
+//! bundles (see [`bundle`], `docs/lists.md`); [`lists::Lists`] swaps new ones
+//! in atomically and keeps the last good one when a bundle fails a check.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+pub mod bundle;
+pub mod csv;
+pub mod hash;
+pub mod lists;
+pub mod zone;
 
-use sha2::{Digest, Sha256};
+use std::sync::Arc;
 
+use crate::config::{Config, ForeignPlates};
 use crate::message::{Decision, Passage};
+
+pub use bundle::ListKind;
+pub use lists::{Lists, ListsSetup, ListsStatus};
+pub use zone::ZoneRules;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PolicyError {
-    #[error("cannot read list {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("list {path}, line {line}: {reason}")]
-    Parse {
-        path: PathBuf,
-        line: usize,
-        reason: String,
-    },
+    #[error(transparent)]
+    Key(#[from] hash::KeyError),
+    #[error("policy config: {0}")]
+    Config(String),
 }
 
 /// Upper-case A-Z and 0-9 only: the form in which plates are compared.
@@ -46,66 +54,9 @@ pub fn mask_plate(text: &str) -> String {
         .collect()
 }
 
-/// A list of plates with an entry id each, and a version that names its content.
-#[derive(Clone, Debug, Default)]
-pub struct PlateList {
-    entries: HashMap<String, String>,
-    pub version: String,
-}
-
-impl PlateList {
-    /// Parses `plate,entry_id` lines; blank lines, `#` comments and a header
-    /// line starting with `plate` are skipped.
-    pub fn parse(text: &str, origin: &Path) -> Result<Self, PolicyError> {
-        let mut entries = HashMap::new();
-        for (i, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty()
-                || line.starts_with('#')
-                || (i == 0 && line.to_ascii_lowercase().starts_with("plate"))
-            {
-                continue;
-            }
-            let (plate, id) = line.split_once(',').unwrap_or((line, ""));
-            let plate = normalise_plate(plate);
-            if plate.is_empty() {
-                return Err(PolicyError::Parse {
-                    path: origin.to_owned(),
-                    line: i + 1,
-                    reason: "no plate in this line".into(),
-                });
-            }
-            let id = id.trim();
-            let id = if id.is_empty() {
-                format!("line-{}", i + 1)
-            } else {
-                id.to_string()
-            };
-            entries.insert(plate, id);
-        }
-        let version = hex::encode(&Sha256::digest(text.as_bytes())[..8]);
-        Ok(PlateList { entries, version })
-    }
-
-    pub fn load(path: &Path) -> Result<Self, PolicyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::parse(&text, path)
-    }
-
-    pub fn entry(&self, plate: &str) -> Option<&str> {
-        self.entries.get(plate).map(String::as_str)
-    }
-
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
+/// Whether a normalised plate fits one of the 14 Dutch sidecodes.
+pub fn is_dutch_plate(normalised: &str) -> bool {
+    crate::synth::sidecode_of(normalised).is_some()
 }
 
 /// What became of a passage.
@@ -114,151 +65,163 @@ pub enum Outcome {
     Violation(Decision),
     /// Not on the hit list.
     NonHit,
-    /// On the hit list, but exempted.
+    /// On the hit list, but an exemption is valid.
     Exempt,
     /// Read too uncertainly to act on.
     LowConfidence,
+    /// The zone was not in force at the passage's time.
+    OutsideHours,
+    /// The vehicle was not entering the zone (e.g. leaving it at a cordon).
+    NotEntering,
+    /// A plate that fits no Dutch sidecode (counted, never recorded).
+    Foreign,
+    /// On the hit list, but its ban starts after the passage's local date.
+    NotYetBanned,
+    /// A configured list is not in force (none loaded yet): nothing is acted on.
+    ListsUnavailable,
 }
 
+impl Outcome {
+    /// A short name for counters and logs.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Outcome::Violation(_) => "violation",
+            Outcome::NonHit => "non_hit",
+            Outcome::Exempt => "exempt",
+            Outcome::LowConfidence => "low_confidence",
+            Outcome::OutsideHours => "outside_hours",
+            Outcome::NotEntering => "not_entering",
+            Outcome::Foreign => "foreign",
+            Outcome::NotYetBanned => "not_yet_banned",
+            Outcome::ListsUnavailable => "lists_unavailable",
+        }
+    }
+}
+
+/// The rule a violation's decision names.
+pub const RULE_HIT_NO_EXEMPTION: &str = "hit_list_no_exemption";
+
 pub struct Policy {
-    hit_list: PlateList,
-    exemptions: PlateList,
+    zone: ZoneRules,
+    lists: Arc<Lists>,
     min_confidence: f32,
+    foreign: ForeignPlates,
 }
 
 impl Policy {
-    pub fn new(hit_list: PlateList, exemptions: PlateList, min_confidence: f32) -> Self {
+    pub fn new(
+        zone: ZoneRules,
+        lists: Arc<Lists>,
+        min_confidence: f32,
+        foreign: ForeignPlates,
+    ) -> Self {
         Policy {
-            hit_list,
-            exemptions,
+            zone,
+            lists,
             min_confidence,
+            foreign,
         }
     }
 
+    /// The zone rules, keys and list files of a config; loads every
+    /// configured bundle once (a bundle that fails is logged and stays out of
+    /// force, see [`Lists::load_file`]).
+    pub fn from_config(cfg: &Config) -> Result<Self, PolicyError> {
+        let pol = &cfg.policy;
+        let zone = ZoneRules::from_config(&cfg.zone, &cfg.cameras).map_err(PolicyError::Config)?;
+        let public_key = pol
+            .public_key
+            .as_deref()
+            .map(bundle::verifying_key_from_base64)
+            .transpose()
+            .map_err(|e| PolicyError::Config(format!("policy.public_key: {e}")))?;
+        let keys = hash::KeyRing::load(&pol.hmac_keys)?;
+        let lists = Arc::new(Lists::new(ListsSetup {
+            zone: cfg.zone.id.clone(),
+            public_key,
+            keys,
+            hit_list: pol.hit_list.clone(),
+            exemptions: pol.exemptions.clone(),
+            max_age: (pol.max_list_age_h > 0)
+                .then(|| chrono::Duration::hours(pol.max_list_age_h as i64)),
+        }));
+        lists.reload_if_changed();
+        Ok(Policy::new(
+            zone,
+            lists,
+            pol.min_confidence,
+            pol.foreign_plates,
+        ))
+    }
+
+    /// The lists, shared with the reload task and the status page.
+    pub fn lists(&self) -> &Arc<Lists> {
+        &self.lists
+    }
+
+    pub fn zone(&self) -> &ZoneRules {
+        &self.zone
+    }
+
+    /// Judges a passage at the time of its best frame (the time its record states).
     pub fn decide(&self, passage: &Passage) -> Outcome {
-        let plate = normalise_plate(&passage.text);
+        let at = passage.best.captured.wall;
+        if !self.zone.in_force(at) {
+            return Outcome::OutsideHours;
+        }
+        if !self.zone.enters(&passage.camera, passage.direction) {
+            return Outcome::NotEntering;
+        }
         if passage.confidence < self.min_confidence {
             return Outcome::LowConfidence;
         }
-        let Some(entry) = self.hit_list.entry(&plate) else {
+        let plate = normalise_plate(&passage.text);
+        if self.foreign == ForeignPlates::Count && !is_dutch_plate(&plate) {
+            return Outcome::Foreign;
+        }
+        let Some(hits) = self.lists.hit_list() else {
+            return if self.lists.configured(ListKind::Hit) {
+                Outcome::ListsUnavailable
+            } else {
+                Outcome::NonHit
+            };
+        };
+        let exemptions = self.lists.exemptions();
+        if exemptions.is_none() && self.lists.configured(ListKind::Exemption) {
+            return Outcome::ListsUnavailable;
+        }
+        let hash = hits.key.hash_normalised(&plate);
+        let Some(hit) = hits.list.get(&hash) else {
             return Outcome::NonHit;
         };
-        if self.exemptions.entry(&plate).is_some() {
-            return Outcome::Exempt;
+        if self.zone.local_date(at) < hit.banned_from {
+            return Outcome::NotYetBanned;
+        }
+        if let Some(ex) = &exemptions {
+            // During a key rotation the two lists may use different keys.
+            let ex_hash = if ex.key.id == hits.key.id {
+                hash
+            } else {
+                ex.key.hash_normalised(&plate)
+            };
+            if ex.list.valid(&ex_hash, at, &self.zone.id).is_some() {
+                return Outcome::Exempt;
+            }
         }
         Outcome::Violation(Decision {
-            rule: "hit_list_no_exemption".into(),
-            hit_list_version: self.hit_list.version.clone(),
-            exemption_list_version: self.exemptions.version.clone(),
-            entry_id: entry.to_string(),
+            rule: RULE_HIT_NO_EXEMPTION.into(),
+            hit_list_version: hits.header.version.to_string(),
+            exemption_list_version: exemptions
+                .as_ref()
+                .map(|e| e.header.version.to_string())
+                .unwrap_or_default(),
+            entry_id: hit.entry_id.to_string(),
+            zone_id: self.zone.id.clone(),
+            key_id: hits.key.id.clone(),
+            banned_from: hit.banned_from.to_string(),
         })
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::track::Tracker;
-
-    fn passage(text: &str, confidence: f32) -> Passage {
-        // Build a real passage through the tracker so the test uses the same type
-        // the pipeline does.
-        use crate::clock::SyncState;
-        use crate::message::*;
-        use image::RgbImage;
-        use std::sync::Arc;
-        use std::time::Duration;
-        let mut t = Tracker::new(&crate::config::TrackConfig {
-            close_after_ms: 100,
-            min_reads: 1,
-        });
-        let bbox = BoxF {
-            x1: 0.0,
-            y1: 0.0,
-            x2: 100.0,
-            y2: 22.0,
-        };
-        t.push(&ReadFrame {
-            frame: Frame {
-                camera: "a".into(),
-                seq: 0,
-                captured: Instant2 {
-                    mono: Duration::ZERO,
-                    wall: chrono::Utc::now(),
-                    sync: SyncState {
-                        synchronised: true,
-                        max_error_us: 0,
-                    },
-                },
-                image: Arc::new(RgbImage::new(1, 1)),
-            },
-            reads: vec![PlateRead {
-                detection: Detection {
-                    bbox,
-                    corners: [(0.0, 0.0); 4],
-                    score: 0.9,
-                },
-                text: text.into(),
-                char_confidences: vec![confidence; text.len()],
-                confidence,
-                crop: Arc::new(RgbImage::new(1, 1)),
-            }],
-        });
-        t.flush().pop().expect("one passage")
-    }
-
-    fn policy() -> Policy {
-        let hits = PlateList::parse(
-            "plate,entry_id\nVB-123-X,h1\n12-ABC-3,h2\n",
-            Path::new("hits.csv"),
-        )
-        .expect("valid");
-        let ex = PlateList::parse("12ABC3,e1\n", Path::new("ex.csv")).expect("valid");
-        Policy::new(hits, ex, 0.8)
-    }
-
-    #[test]
-    fn hit_without_exemption_is_a_violation_with_its_reason() {
-        match policy().decide(&passage("VB123X", 0.95)) {
-            Outcome::Violation(d) => {
-                assert_eq!(d.entry_id, "h1");
-                assert_eq!(d.rule, "hit_list_no_exemption");
-                assert_eq!(d.hit_list_version.len(), 16);
-            }
-            other => panic!("expected a violation, got {other:?}"),
-        }
-    }
-
-    #[test]
-    fn exempted_hit_and_unknown_plate_are_not_violations() {
-        let p = policy();
-        assert_eq!(p.decide(&passage("12ABC3", 0.95)), Outcome::Exempt);
-        assert_eq!(p.decide(&passage("XX99XX", 0.95)), Outcome::NonHit);
-    }
-
-    #[test]
-    fn an_uncertain_read_of_a_hit_is_not_acted_on() {
-        assert_eq!(
-            policy().decide(&passage("VB123X", 0.5)),
-            Outcome::LowConfidence
-        );
-    }
-
-    #[test]
-    fn list_errors_name_file_and_line() {
-        let err =
-            PlateList::parse("AB12CD,x\n--,y\n", Path::new("/etc/hits.csv")).expect_err("bad line");
-        assert_eq!(
-            err.to_string(),
-            "list /etc/hits.csv, line 2: no plate in this line"
-        );
-        let err = PlateList::load(Path::new("/nonexistent/hits.csv")).expect_err("missing");
-        assert!(err.to_string().contains("/nonexistent/hits.csv"));
-    }
-
-    #[test]
-    fn masking_keeps_only_the_ends() {
-        assert_eq!(mask_plate("VB123X"), "VB***X");
-        assert_eq!(normalise_plate(" vb-123-x "), "VB123X");
-    }
-}
+mod tests;

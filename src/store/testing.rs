@@ -70,6 +70,9 @@ pub fn sample_violation(text: &str) -> Violation {
             hit_list_version: "hits-2027-01-03".into(),
             exemption_list_version: "exempt-2027-01-03".into(),
             entry_id: "entry-42".into(),
+            zone_id: "ams-ze".into(),
+            key_id: "k2027".into(),
+            banned_from: "2027-01-01".into(),
         },
     }
 }
