@@ -22,7 +22,8 @@ use crate::synth::Scenario;
 use crate::upload::HttpsBackend;
 
 const DEMO_ZONE: &str = "demo-ze";
-const DEMO_KEY_ID: &str = "demo-k1";
+/// The key id of the demo lists' HMAC key.
+pub const DEMO_KEY_ID: &str = "demo-k1";
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
@@ -79,6 +80,10 @@ pub struct DemoOutcome {
     pub store_path: PathBuf,
     pub config_path: PathBuf,
     pub elapsed: Duration,
+    /// The status endpoint's `/api/v1/status` answer just before shutdown.
+    pub status_json: String,
+    /// The HMAC key the scene's lists were hashed with (key id [`DEMO_KEY_ID`]).
+    pub hmac_key_path: PathBuf,
 }
 
 fn write(path: &Path, text: &str) -> Result<(), DemoError> {
@@ -211,6 +216,12 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
     {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // What a technician would see at the end, for the privacy checks.
+    let status_json =
+        match reqwest::get(format!("http://{}/api/v1/status", running.status_addr)).await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(e) => format!("status endpoint unreachable: {e}"),
+        };
     running.stop.cancel();
     running.stop_services.cancel();
     let _ = running.uploader.await;
@@ -231,6 +242,8 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
         store_path: cfg.store.path.clone(),
         config_path,
         elapsed: started.elapsed(),
+        status_json,
+        hmac_key_path: keys.hmac_key.clone(),
     })
 }
 
