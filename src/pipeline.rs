@@ -495,7 +495,15 @@ fn run_store(
         let mut delay = Duration::from_millis(200);
         loop {
             match store.record(&v, ctx) {
-                Ok(_) => {
+                Ok(id) => {
+                    // Even a violation's plate is masked in logs: the log is
+                    // not evidence, and may travel further than the store.
+                    tracing::info!(
+                        camera = %v.passage.camera,
+                        plate = %crate::policy::mask_plate(&v.passage.text),
+                        seq = id.seq,
+                        "violation recorded"
+                    );
                     inc(&metrics.violations_recorded);
                     if let Ok(n) = store.pending_count() {
                         metrics
