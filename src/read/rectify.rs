@@ -24,6 +24,13 @@ pub const MAX_CROP_WIDTH: u32 = 480;
 /// y 0.05: 110 (x 0.06), 0.09: 112, 0.12: 113, 0.15: 113 (x 0.03).
 pub const MARGIN_X: f32 = 0.03;
 pub const MARGIN_Y: f32 = 0.12;
+/// Single-line European plates are 4.3:1 to 4.7:1. Detector corners that make
+/// a plate look narrower than this (but not as square as a two-line plate)
+/// squeeze its characters together, and the reader then drops thin ones
+/// (`ZG5131AB` read `ZG513AB`); such crops are widened to this aspect.
+pub const MIN_SINGLE_LINE_ASPECT: f32 = 4.3;
+/// Below this aspect a plate is taken for a two-line plate and left as it is.
+pub const MAX_TWO_LINE_ASPECT: f32 = 2.0;
 
 fn dist(a: (f32, f32), b: (f32, f32)) -> f32 {
     ((a.0 - b.0).powi(2) + (a.1 - b.1).powi(2)).sqrt()
@@ -50,7 +57,13 @@ pub fn rectify(image: &RgbImage, corners: &[(f32, f32); 4]) -> Option<RgbImage> 
     let out_h = CROP_HEIGHT as f32;
     let inner_h = out_h / (1.0 + 2.0 * MARGIN_Y);
     let my = (out_h - inner_h) / 2.0;
-    let inner_w_ideal = inner_h * plate_w / plate_h;
+    let measured_aspect = plate_w / plate_h;
+    let aspect = if measured_aspect > MAX_TWO_LINE_ASPECT {
+        measured_aspect.max(MIN_SINGLE_LINE_ASPECT)
+    } else {
+        measured_aspect
+    };
+    let inner_w_ideal = inner_h * aspect;
     let out_w_ideal = inner_w_ideal * (1.0 + 2.0 * MARGIN_X);
     let out_w = (out_w_ideal.round() as u32).clamp(MIN_CROP_WIDTH, MAX_CROP_WIDTH);
     let inner_w = out_w as f32 / (1.0 + 2.0 * MARGIN_X);
@@ -74,12 +87,97 @@ pub fn rectify(image: &RgbImage, corners: &[(f32, f32); 4]) -> Option<RgbImage> 
         Rgb([128, 128, 128]),
         &mut out,
     );
-    Some(out)
+    Some(strip_eu_band(out))
+}
+
+/// Cuts the blue EU band (with its country letters) off the left of a crop:
+/// the reader otherwise reads the band's `NL` or `HR` as an extra leading
+/// letter. Only a band that starts at the left edge and is clearly blue is
+/// cut, and never more than a fifth of the crop.
+pub fn strip_eu_band(crop: RgbImage) -> RgbImage {
+    let (w, h) = crop.dimensions();
+    let is_blue_column = |x: u32| {
+        let blue = (0..h)
+            .filter(|&y| {
+                let [r, g, b] = crop.get_pixel(x, y).0;
+                b as i32 > r as i32 + 40 && b as i32 > g as i32 + 10
+            })
+            .count();
+        blue * 3 >= h as usize
+    };
+    let limit = w / 5;
+    let Some(first_blue) = (0..limit).find(|&x| is_blue_column(x)) else {
+        return crop;
+    };
+    let mut end = first_blue;
+    while end < limit && is_blue_column(end) {
+        end += 1;
+    }
+    // A thin blue line is not a band; a band is at least ~4% of the width.
+    if end - first_blue < (w / 25).max(2) {
+        return crop;
+    }
+    image::imageops::crop_imm(&crop, end, 0, w - end, h).to_image()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_blue_eu_band_is_cut_off_the_left() {
+        // 200x48: a 16 px blue band, then yellow.
+        let crop = RgbImage::from_fn(200, 48, |x, _| {
+            if x < 16 {
+                Rgb([20, 40, 160])
+            } else {
+                Rgb([240, 190, 20])
+            }
+        });
+        let out = strip_eu_band(crop);
+        assert_eq!(out.width(), 184);
+        assert!(out.pixels().all(|p| p.0 == [240, 190, 20]));
+        // No band: untouched. A blue plate field is not a band either (it is
+        // wider than a fifth, so the cut stops at the limit and keeps the rest).
+        let plain = RgbImage::from_pixel(200, 48, Rgb([240, 190, 20]));
+        assert_eq!(strip_eu_band(plain).width(), 200);
+    }
+
+    #[test]
+    fn squeezed_single_line_plates_are_widened_and_two_line_ones_kept() {
+        let frame = RgbImage::from_pixel(640, 480, Rgb([200, 200, 200]));
+        // Corners 2.5:1, a single-line plate seen with loose corners.
+        let squeezed = rectify(
+            &frame,
+            &[
+                (100.0, 100.0),
+                (200.0, 100.0),
+                (200.0, 140.0),
+                (100.0, 140.0),
+            ],
+        )
+        .expect("crop");
+        let inner = squeezed.width() as f32 / (1.0 + 2.0 * MARGIN_X);
+        let inner_h = CROP_HEIGHT as f32 / (1.0 + 2.0 * MARGIN_Y);
+        assert!(
+            (inner / inner_h - MIN_SINGLE_LINE_ASPECT).abs() < 0.05,
+            "{}",
+            squeezed.width()
+        );
+        // Corners 1.6:1, a two-line plate.
+        let square = rectify(
+            &frame,
+            &[
+                (100.0, 100.0),
+                (180.0, 100.0),
+                (180.0, 150.0),
+                (100.0, 150.0),
+            ],
+        )
+        .expect("crop");
+        let inner = square.width() as f32 / (1.0 + 2.0 * MARGIN_X);
+        assert!((inner / inner_h - 1.6).abs() < 0.05, "{}", square.width());
+    }
 
     /// A white frame with a dark axis-aligned plate-like rectangle whose left
     /// and right quarter are marked red and blue.
