@@ -1102,6 +1102,28 @@ ca_cert = "ca.pem"
     }
 
     #[test]
+    fn lists_url_must_be_https_and_have_a_file_to_save_to() {
+        let cfg = Config::parse(MINIMAL).expect("valid");
+        assert_eq!(cfg.policy.fetch_interval_s, 300);
+        assert_eq!(cfg.policy.lists_url, None);
+        let text = MINIMAL.replace(
+            "[store]",
+            "[policy]\nlists_url = \"http://backend.example\"\nfetch_interval_s = 0\n\n[store]",
+        );
+        let problems = Config::parse(&text).expect_err("bad");
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "policy.lists_url",
+                "policy.lists_url",
+                "policy.fetch_interval_s"
+            ]
+        );
+        assert!(problems.iter().all(|p| p.line.is_some()));
+    }
+
+    #[test]
     fn a_list_without_key_or_zone_names_the_missing_keys() {
         let text = MINIMAL.replace("[store]", "[policy]\nhit_list = \"hits.bundle\"\n\n[store]");
         let problems = Config::parse(&text).expect_err("incomplete");
