@@ -356,6 +356,17 @@ pub struct PolicyConfig {
     /// How often to look whether a bundle file changed (mtime and size).
     #[serde(default = "default_reload_check_s")]
     pub reload_check_s: u64,
+    /// Base URL to download the bundles from (`https://` only): the device
+    /// GETs `{lists_url}/api/v1/lists/{zone}/hit` and `.../exemption` and
+    /// saves them to `hit_list` / `exemptions`. None = files only.
+    #[serde(default)]
+    pub lists_url: Option<String>,
+    /// CA that signed the list server's certificate; defaults to `upload.ca_cert`.
+    #[serde(default)]
+    pub lists_ca_cert: Option<PathBuf>,
+    /// How often to ask the list server for new bundles.
+    #[serde(default = "default_fetch_interval_s")]
+    pub fetch_interval_s: u64,
 }
 
 impl Default for PolicyConfig {
@@ -369,6 +380,9 @@ impl Default for PolicyConfig {
             foreign_plates: ForeignPlates::default(),
             max_list_age_h: default_max_list_age_h(),
             reload_check_s: default_reload_check_s(),
+            lists_url: None,
+            lists_ca_cert: None,
+            fetch_interval_s: default_fetch_interval_s(),
         }
     }
 }
@@ -390,6 +404,9 @@ fn default_max_list_age_h() -> u64 {
 }
 fn default_reload_check_s() -> u64 {
     60
+}
+fn default_fetch_interval_s() -> u64 {
+    300
 }
 
 /// The zone this device enforces, and when.
@@ -620,6 +637,9 @@ impl Config {
         for p in self.policy.hmac_keys.values_mut() {
             fix(p);
         }
+        if let Some(p) = self.policy.lists_ca_cert.as_mut() {
+            fix(p);
+        }
         fix(&mut self.store.path);
         fix(&mut self.upload.ca_cert);
     }
@@ -638,11 +658,16 @@ impl Config {
                 check(format!("camera[{i}].path"), p);
             }
         }
-        if let Some(p) = &self.policy.hit_list {
+        // A list that is downloaded need not exist before the first download.
+        let fetched = self.policy.lists_url.is_some();
+        if let Some(p) = self.policy.hit_list.as_ref().filter(|_| !fetched) {
             check("policy.hit_list".into(), p);
         }
-        if let Some(p) = &self.policy.exemptions {
+        if let Some(p) = self.policy.exemptions.as_ref().filter(|_| !fetched) {
             check("policy.exemptions".into(), p);
+        }
+        if let Some(p) = &self.policy.lists_ca_cert {
+            check("policy.lists_ca_cert".into(), p);
         }
         for (id, p) in &self.policy.hmac_keys {
             check(format!("policy.hmac_keys.{id}"), p);
@@ -799,6 +824,29 @@ impl Config {
                     "a key id is 1 to 32 bytes".into(),
                 ));
             }
+        }
+        if let Some(url) = &pol.lists_url {
+            match reqwest::Url::parse(url) {
+                Ok(u) if u.scheme() == "https" && u.host().is_some() => {}
+                Ok(_) => p.push((
+                    "policy.lists_url".into(),
+                    "must be an https:// URL with a host".into(),
+                )),
+                Err(e) => p.push(("policy.lists_url".into(), format!("not a URL: {e}"))),
+            }
+            if !lists {
+                p.push((
+                    "policy.lists_url".into(),
+                    "set policy.hit_list and/or policy.exemptions: the files downloads are saved to"
+                        .into(),
+                ));
+            }
+        }
+        if pol.fetch_interval_s == 0 {
+            p.push((
+                "policy.fetch_interval_s".into(),
+                "must be at least 1".into(),
+            ));
         }
         if pol.reload_check_s == 0 {
             p.push(("policy.reload_check_s".into(), "must be at least 1".into()));
@@ -1051,6 +1099,28 @@ ca_cert = "ca.pem"
         assert_eq!(cfg.cameras[0].entering, Entering::Any);
         assert_eq!(cfg.policy.foreign_plates, ForeignPlates::Count);
         assert_eq!(cfg.policy.max_list_age_h, 48);
+    }
+
+    #[test]
+    fn lists_url_must_be_https_and_have_a_file_to_save_to() {
+        let cfg = Config::parse(MINIMAL).expect("valid");
+        assert_eq!(cfg.policy.fetch_interval_s, 300);
+        assert_eq!(cfg.policy.lists_url, None);
+        let text = MINIMAL.replace(
+            "[store]",
+            "[policy]\nlists_url = \"http://backend.example\"\nfetch_interval_s = 0\n\n[store]",
+        );
+        let problems = Config::parse(&text).expect_err("bad");
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "policy.lists_url",
+                "policy.lists_url",
+                "policy.fetch_interval_s"
+            ]
+        );
+        assert!(problems.iter().all(|p| p.line.is_some()));
     }
 
     #[test]

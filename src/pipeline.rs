@@ -45,6 +45,8 @@ pub enum PipelineError {
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]
     Status(#[from] crate::status::StatusError),
+    #[error("cannot set up list downloads: {0}")]
+    ListFetch(String),
     #[error("cannot start the {stage} thread: {source}")]
     Thread {
         stage: &'static str,
@@ -198,6 +200,12 @@ async fn run_list_reload(
     }
 }
 
+/// What the status page may know of the lists: their status, nothing more.
+fn lists_probe(lists: &Arc<crate::policy::Lists>) -> status::ListsProbe {
+    let lists = lists.clone();
+    Arc::new(move || lists.status(chrono::Utc::now()))
+}
+
 /// What the pipeline is made of; tests swap any part.
 pub struct Parts {
     pub detector: Box<dyn PlateDetector>,
@@ -314,6 +322,25 @@ pub async fn start(cfg: &Config, parts: Parts) -> Result<Running, PipelineError>
         Duration::from_secs(cfg.policy.reload_check_s),
         stop_services.clone(),
     ));
+    if let Some(url) = &cfg.policy.lists_url {
+        let ca = cfg
+            .policy
+            .lists_ca_cert
+            .as_ref()
+            .unwrap_or(&cfg.upload.ca_cert);
+        let fetcher = crate::policy::fetch::ListFetcher::new(
+            url,
+            ca,
+            Duration::from_secs(cfg.upload.timeout_s.max(1)),
+            lists.clone(),
+        )
+        .map_err(|e| PipelineError::ListFetch(e.to_string()))?;
+        tokio::spawn(crate::policy::fetch::run_list_fetch(
+            fetcher,
+            Duration::from_secs(cfg.policy.fetch_interval_s.max(1)),
+            stop_services.clone(),
+        ));
+    }
     tokio::spawn(run_policy(
         parts.policy,
         passage_rx,
@@ -362,6 +389,7 @@ pub async fn start(cfg: &Config, parts: Parts) -> Result<Running, PipelineError>
         parts.facts,
         metrics.clone(),
         parts.time,
+        Some(lists_probe(&lists)),
         stop_services.clone(),
     )
     .await?;

@@ -25,10 +25,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::extract::Path as UrlPath;
 use axum::extract::{DefaultBodyLimit, Multipart, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::Router;
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
@@ -149,6 +150,10 @@ struct Inner {
     retry_after_s: u64,
     wrong_id_next: u32,
     garbage_next: u32,
+    /// Bundles served at `GET /api/v1/lists/{zone}/{kind}`, with their ETag.
+    lists: HashMap<(String, String), (Vec<u8>, String)>,
+    list_requests: u64,
+    list_not_modified: u64,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -197,6 +202,21 @@ impl ReceiverHandle {
     /// Stores the next `n` records but answers 200 with a body that is not JSON.
     pub fn answer_garbage_next(&self, n: u32) {
         lock(&self.state).garbage_next = n;
+    }
+
+    /// Serves `bytes` at `GET /api/v1/lists/{zone}/{kind}` with a strong ETag
+    /// (the SHA-256 of the bytes), answering 304 to a matching `If-None-Match`.
+    pub fn set_list(&self, kind: crate::policy::bundle::ListKind, zone: &str, bytes: Vec<u8>) {
+        let etag = format!("\"{}\"", &sha256_hex(&bytes)[..32]);
+        lock(&self.state)
+            .lists
+            .insert((zone.to_string(), kind.as_str().to_string()), (bytes, etag));
+    }
+
+    /// List requests seen, and how many of them were answered 304.
+    pub fn list_requests(&self) -> (u64, u64) {
+        let g = lock(&self.state);
+        (g.list_requests, g.list_not_modified)
     }
 
     /// Stops accepting, drops open connections and waits for the server task.
@@ -249,6 +269,7 @@ pub async fn start(bind: SocketAddr, pki: &TestPki) -> Result<ReceiverHandle, Re
     let state: Shared = Arc::default();
     let app = Router::new()
         .route("/api/v1/violations", post(receive))
+        .route("/api/v1/lists/{zone}/{kind}", get(serve_list))
         .layer(DefaultBodyLimit::max(32 * 1024 * 1024))
         .with_state(state.clone());
     let cancel = CancellationToken::new();
@@ -303,6 +324,41 @@ pub async fn start(bind: SocketAddr, pki: &TestPki) -> Result<ReceiverHandle, Re
         cancel,
         task,
     })
+}
+
+/// `GET /api/v1/lists/{zone}/{kind}`: the bundle set with
+/// [`ReceiverHandle::set_list`], 304 when `If-None-Match` names its ETag, 404
+/// when none is set.
+async fn serve_list(
+    State(state): State<Shared>,
+    UrlPath((zone, kind)): UrlPath<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let mut g = lock(&state);
+    g.list_requests += 1;
+    let Some((bytes, etag)) = g.lists.get(&(zone, kind)).cloned() else {
+        return error(StatusCode::NOT_FOUND, "no such list");
+    };
+    let matches = headers
+        .get(axum::http::header::IF_NONE_MATCH)
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(|h| h.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    if matches {
+        g.list_not_modified += 1;
+        return (StatusCode::NOT_MODIFIED, [(axum::http::header::ETAG, etag)]).into_response();
+    }
+    (
+        StatusCode::OK,
+        [
+            (axum::http::header::ETAG, etag),
+            (
+                axum::http::header::CONTENT_TYPE,
+                "application/octet-stream".to_string(),
+            ),
+        ],
+        bytes,
+    )
+        .into_response()
 }
 
 fn error(status: StatusCode, reason: impl Into<String>) -> Response {

@@ -318,3 +318,64 @@ async fn a_slow_machine_does_not_split_passages() {
     assert_eq!(metrics.snapshot().passages, 2, "one passage per vehicle");
     running.stop_services.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_are_downloaded_saved_and_shown_on_the_status_page() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("frames")).expect("mkdir");
+    write_frames(&dir.path().join("frames"), 1);
+    let mut cfg = config(dir.path(), "");
+    let pki = anpr_edge::receiver::generate_test_pki(&dir.path().join("pki")).expect("pki");
+    let receiver = anpr_edge::receiver::start("127.0.0.1:0".parse().expect("addr"), &pki)
+        .await
+        .expect("receiver");
+    let keys = dir.path().join("keys");
+    let hmac = HmacKey::load("k1", &keys.join("hmac.key")).expect("hmac key");
+    let signing = bundle::load_signing_key(&keys.join("signing.key")).expect("signing key");
+    let meta = BundleMeta {
+        zone: "test-ze".into(),
+        version: 2,
+        created_at: chrono::Utc::now(),
+        key_id: "k1".into(),
+    };
+    let v2 = bundle::build_from_csv(
+        ListKind::Hit,
+        &meta,
+        "plate,entry_id,banned_from\nVBX12P,h1,2025-01-01\nGH066X,h2,2025-01-01\n",
+        &hmac,
+        &signing,
+    )
+    .expect("bundle");
+    receiver.set_list(ListKind::Hit, "test-ze", v2.clone());
+    cfg.policy.lists_url = Some(receiver.url());
+    cfg.policy.lists_ca_cert = Some(pki.ca_cert.clone());
+    let backend = Arc::new(RecordingBackend::default());
+    let running = pipeline::start(&cfg, parts(&cfg, backend))
+        .await
+        .expect("starts");
+    let lists = running.lists.clone();
+    wait_for("the downloaded list", || {
+        lists.hit_list().is_some_and(|l| l.header.version == 2)
+    })
+    .await;
+    assert_eq!(
+        std::fs::read(cfg.policy.hit_list.as_ref().expect("path")).expect("saved"),
+        v2
+    );
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(running.status_addr)
+        .await
+        .expect("connect");
+    s.write_all(b"GET /api/v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).await.expect("read");
+    let body = buf.split_once("\r\n\r\n").expect("body").1;
+    let v: serde_json::Value = serde_json::from_str(body.trim()).expect("json");
+    assert_eq!(v["lists"]["hit_list"]["version"], 2);
+    assert_eq!(v["lists"]["hit_list"]["entries"], 2);
+    assert_eq!(v["lists"]["alarm"], false);
+    running.shutdown().await;
+    receiver.shutdown().await;
+}

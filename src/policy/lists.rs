@@ -302,6 +302,11 @@ pub enum ListError {
     WrongKind { want: ListKind, got: ListKind },
     #[error("bundle version {got} is older than the current version {current}")]
     OlderVersion { current: u64, got: u64 },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("no public key is pinned (policy.public_key)")]
     NoPublicKey,
     #[error("bundle entries are hashed with key id `{0}`, which this device does not hold")]
@@ -343,6 +348,8 @@ pub struct ListsStatus {
     pub alarm_reasons: Vec<String>,
     /// Bundles rejected since start.
     pub rejected: u64,
+    /// List downloads that failed (network, HTTP status, size) since start.
+    pub fetch_errors: u64,
     pub last_error: Option<String>,
 }
 
@@ -355,6 +362,7 @@ pub struct Lists {
     seen: Mutex<BTreeMap<PathBuf, (SystemTime, u64)>>,
     last_error: Mutex<Option<String>>,
     rejected: AtomicU64,
+    fetch_errors: AtomicU64,
 }
 
 impl std::fmt::Debug for Lists {
@@ -375,6 +383,7 @@ impl Lists {
             seen: Mutex::new(BTreeMap::new()),
             last_error: Mutex::new(None),
             rejected: AtomicU64::new(0),
+            fetch_errors: AtomicU64::new(0),
         }
     }
 
@@ -505,6 +514,88 @@ impl Lists {
         result
     }
 
+    /// The configured bundle file of a list kind.
+    pub fn path_of(&self, kind: ListKind) -> Option<&Path> {
+        match kind {
+            ListKind::Hit => self.setup.hit_list.as_deref(),
+            ListKind::Exemption => self.setup.exemptions.as_deref(),
+        }
+    }
+
+    fn version_in_force(&self, kind: ListKind) -> Option<u64> {
+        match kind {
+            ListKind::Hit => self.hit.load().as_ref().map(|l| l.header.version),
+            ListKind::Exemption => self.exemptions.load().as_ref().map(|l| l.header.version),
+        }
+    }
+
+    /// Records a failed download (logged by the caller) for the status page.
+    pub fn note_fetch_error(&self, line: String) {
+        self.fetch_errors.fetch_add(1, Ordering::Relaxed);
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(line);
+    }
+
+    /// Verifies a downloaded bundle exactly as a file is verified and, if it
+    /// passes, puts it in force and writes it atomically (temporary file in the
+    /// same folder, fsync, rename) to the configured file, so that it survives
+    /// a restart. A bundle that fails is logged in one line naming `url` and
+    /// the cause; the list in force stays.
+    pub fn install_fetched(
+        &self,
+        bytes: &[u8],
+        kind: ListKind,
+        url: &str,
+    ) -> Result<BundleHeader, ListError> {
+        let result = self.install(bytes, Some(kind)).and_then(|h| {
+            if let Some(path) = self.path_of(kind) {
+                write_atomically(path, bytes).map_err(|source| ListError::Write {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                // The reload task need not load what is already in force.
+                if let Ok(m) = std::fs::metadata(path) {
+                    let stamp = (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len());
+                    self.seen
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(path.to_owned(), stamp);
+                }
+            }
+            Ok(h)
+        });
+        match &result {
+            Ok(h) => {
+                tracing::info!(
+                    list = kind.as_str(),
+                    url,
+                    zone = %h.zone,
+                    version = h.version,
+                    key_id = %h.key_id,
+                    entries = h.entries,
+                    created_at = %h.created_at,
+                    "downloaded list bundle in force"
+                );
+                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            }
+            Err(e) => {
+                let kept = self
+                    .version_in_force(kind)
+                    .map_or("none".to_string(), |v| format!("version {v}"));
+                let line = if matches!(e, ListError::Write { .. }) {
+                    format!("{kind} list bundle from {url} is in force but not saved: {e}")
+                } else {
+                    self.rejected.fetch_add(1, Ordering::Relaxed);
+                    format!(
+                        "{kind} list bundle from {url} rejected: {e}; keeping the last good list ({kept})"
+                    )
+                };
+                tracing::error!("{line}");
+                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(line);
+            }
+        }
+        result
+    }
+
     /// Loads each configured bundle whose file changed (mtime or size) since
     /// the last look, or was never loaded. Returns how many were put in force.
     /// A file that fails is not tried again until it changes.
@@ -590,6 +681,7 @@ impl Lists {
             alarm: !reasons.is_empty(),
             alarm_reasons: reasons,
             rejected: self.rejected.load(Ordering::Relaxed),
+            fetch_errors: self.fetch_errors.load(Ordering::Relaxed),
             last_error: self
                 .last_error
                 .lock()
@@ -597,4 +689,22 @@ impl Lists {
                 .clone(),
         }
     }
+}
+
+/// Writes `bytes` to a temporary file beside `path`, syncs it, renames it over
+/// `path` and syncs the folder: a crash leaves the old file or the new one.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
 }

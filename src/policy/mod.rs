@@ -14,6 +14,7 @@
 
 pub mod bundle;
 pub mod csv;
+pub mod fetch;
 pub mod hash;
 pub mod lists;
 pub mod zone;

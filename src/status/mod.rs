@@ -36,8 +36,12 @@ pub struct DeviceFacts {
     pub runtime_version: String,
 }
 
+/// Gives the lists' versions, ages and alarm (never an entry) when asked.
+pub type ListsProbe = Arc<dyn Fn() -> crate::policy::lists::ListsStatus + Send + Sync>;
+
 #[derive(Clone)]
 struct AppState {
+    lists: Option<ListsProbe>,
     facts: DeviceFacts,
     metrics: Arc<Metrics>,
     time: TimeSource,
@@ -51,6 +55,9 @@ struct StatusBody {
     uptime_s: u64,
     clock: crate::clock::SyncState,
     healthy: bool,
+    /// Zone, each list's version, entries and age, the alarm and the last error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lists: Option<crate::policy::lists::ListsStatus>,
     #[serde(flatten)]
     counters: MetricsSnapshot,
 }
@@ -86,16 +93,23 @@ async fn status(State(st): State<AppState>) -> impl IntoResponse {
             .as_secs(),
         clock: st.time.sync.state(),
         healthy: healthy(&counters),
+        lists: st.lists.as_ref().map(|probe| probe()),
         counters,
     })
 }
 
-pub fn router(facts: DeviceFacts, metrics: Arc<Metrics>, time: TimeSource) -> Router {
+pub fn router(
+    facts: DeviceFacts,
+    metrics: Arc<Metrics>,
+    time: TimeSource,
+    lists: Option<ListsProbe>,
+) -> Router {
     let started = time.clocks.monotonic();
     Router::new()
         .route("/healthz", get(healthz))
         .route("/api/v1/status", get(status))
         .with_state(AppState {
+            lists,
             facts,
             metrics,
             time,
@@ -110,6 +124,7 @@ pub async fn serve(
     facts: DeviceFacts,
     metrics: Arc<Metrics>,
     time: TimeSource,
+    lists: Option<ListsProbe>,
     stop: CancellationToken,
 ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), StatusError> {
     let listener = tokio::net::TcpListener::bind(listen)
@@ -122,7 +137,7 @@ pub async fn serve(
         addr: listen.to_string(),
         source,
     })?;
-    let app = router(facts, metrics, time);
+    let app = router(facts, metrics, time, lists);
     let task = tokio::spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move { stop.cancelled().await })
@@ -179,6 +194,7 @@ mod tests {
             facts(),
             m.clone(),
             TimeSource::real(),
+            None,
             stop.clone(),
         )
         .await
@@ -211,6 +227,7 @@ mod tests {
             facts(),
             Metrics::new(),
             TimeSource::real(),
+            None,
             CancellationToken::new(),
         )
         .await

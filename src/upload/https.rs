@@ -6,6 +6,7 @@
 //! [`MAX_ACK_BODY`] bytes of an answer.
 
 use std::future::Future;
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,12 +37,12 @@ pub struct HttpsBackend {
     timeout: Duration,
 }
 
-fn load_roots(cfg: &UploadConfig) -> Result<rustls::RootCertStore, UploadError> {
+fn load_roots(ca_cert: &Path) -> Result<rustls::RootCertStore, UploadError> {
     let err = |reason: String| UploadError::CaCert {
-        path: cfg.ca_cert.clone(),
+        path: ca_cert.to_path_buf(),
         reason,
     };
-    let pem = std::fs::read(&cfg.ca_cert).map_err(|e| err(e.to_string()))?;
+    let pem = std::fs::read(ca_cert).map_err(|e| err(e.to_string()))?;
     let mut roots = rustls::RootCertStore::empty();
     for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
         let cert = cert.map_err(|e| err(format!("not valid PEM: {e}")))?;
@@ -53,6 +54,40 @@ fn load_roots(cfg: &UploadConfig) -> Result<rustls::RootCertStore, UploadError> 
         return Err(err("no CERTIFICATE block found".into()));
     }
     Ok(roots)
+}
+
+/// A client that trusts only the CA in `ca_cert` (never the system roots),
+/// never follows redirects, uses no proxy, speaks HTTP/1.1 and gives up after
+/// `timeout`. Refuses `http://` URLs unless `allow_plain_http`. Shared by the
+/// uploader and the list fetcher.
+pub fn pinned_client(
+    ca_cert: &Path,
+    timeout: Duration,
+    allow_plain_http: bool,
+) -> Result<reqwest::Client, UploadError> {
+    let roots = load_roots(ca_cert)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| UploadError::Client {
+            reason: e.to_string(),
+        })?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    // reqwest is built here with HTTP/1.1 only.
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .tls_built_in_root_certs(false)
+        .redirect(reqwest::redirect::Policy::none())
+        .https_only(!allow_plain_http)
+        .no_proxy()
+        .connect_timeout(timeout)
+        .timeout(timeout)
+        .build()
+        .map_err(|e| UploadError::Client {
+            reason: error_chain(&e),
+        })
 }
 
 impl HttpsBackend {
@@ -78,31 +113,8 @@ impl HttpsBackend {
         let endpoint = format!("{base}/api/v1/violations");
         reqwest::Url::parse(&endpoint).map_err(|e| bad(&e.to_string()))?;
 
-        let roots = load_roots(cfg)?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| UploadError::Client {
-                reason: e.to_string(),
-            })?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        // reqwest is built here with HTTP/1.1 only.
-        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-
         let timeout = Duration::from_secs(cfg.timeout_s.max(1));
-        let client = reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
-            .tls_built_in_root_certs(false)
-            .redirect(reqwest::redirect::Policy::none())
-            .https_only(!cfg.allow_plain_http)
-            .no_proxy()
-            .connect_timeout(timeout)
-            .timeout(timeout)
-            .build()
-            .map_err(|e| UploadError::Client {
-                reason: error_chain(&e),
-            })?;
+        let client = pinned_client(&cfg.ca_cert, timeout, cfg.allow_plain_http)?;
         Ok(HttpsBackend {
             client,
             endpoint,
@@ -272,7 +284,7 @@ pub(crate) fn sanitise(bytes: &[u8]) -> String {
 
 /// An error with its causes, e.g. "error sending request: ...: invalid peer
 /// certificate: UnknownIssuer"; reqwest's own message alone hides the TLS cause.
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut cur = e.source();
     while let Some(s) = cur {

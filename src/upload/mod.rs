@@ -29,7 +29,7 @@ use crate::metrics::{inc, Metrics};
 use crate::store::{PendingRecord, Store, StoreError};
 
 pub use backoff::Backoff;
-pub use https::{HttpsBackend, MAX_ACK_BODY};
+pub use https::{pinned_client, HttpsBackend, MAX_ACK_BODY};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {
@@ -268,3 +268,8 @@ pub async fn run_uploader(
 
 #[cfg(test)]
 mod tests;
+
+/// An error with its sources, for log lines.
+pub(crate) fn https_error_chain(e: &dyn std::error::Error) -> String {
+    https::error_chain(e)
+}
