@@ -68,6 +68,23 @@ struct HitRow {
     class: u16,
 }
 
+/// The 1-based index of `value` in a small table of distinct strings (0 for
+/// the empty string), adding it if new; `None` once the table is full. A few
+/// vehicle classes or zones shared by a million rows cost two bytes a row.
+fn intern(table: &mut Vec<String>, value: &str) -> Option<u16> {
+    if value.is_empty() {
+        return Some(0);
+    }
+    match table.iter().position(|v| v == value) {
+        Some(i) => Some(i as u16 + 1),
+        None if table.len() < usize::from(u16::MAX) - 1 => {
+            table.push(value.to_string());
+            Some(table.len() as u16)
+        }
+        None => None,
+    }
+}
+
 /// A hit list: which vehicles are banned from the zone, from which date.
 #[derive(Debug, Default)]
 pub struct HitList {
@@ -104,17 +121,8 @@ impl HitList {
         if self.rows.last().is_some_and(|r| r.hash >= hash) || id.len() > 255 {
             return false;
         }
-        let class = if class.is_empty() {
-            0
-        } else {
-            match self.classes.iter().position(|c| c == class) {
-                Some(i) => i as u16 + 1,
-                None if self.classes.len() < usize::from(u16::MAX) - 1 => {
-                    self.classes.push(class.to_string());
-                    self.classes.len() as u16
-                }
-                None => return false,
-            }
+        let Some(class) = intern(&mut self.classes, class) else {
+            return false;
         };
         let id_off = self.ids.add(id);
         self.rows.push(HitRow {
@@ -213,17 +221,8 @@ impl ExemptionList {
         if self.rows.last().is_some_and(|r| r.hash > hash) || id.len() > 255 {
             return false;
         }
-        let zone = if zone.is_empty() {
-            0
-        } else {
-            match self.zones.iter().position(|z| z == zone) {
-                Some(i) => i as u16 + 1,
-                None if self.zones.len() < usize::from(u16::MAX) - 1 => {
-                    self.zones.push(zone.to_string());
-                    self.zones.len() as u16
-                }
-                None => return false,
-            }
+        let Some(zone) = intern(&mut self.zones, zone) else {
+            return false;
         };
         let id_off = self.ids.add(id);
         self.rows.push(ExemptionRow {
