@@ -234,6 +234,22 @@ pub struct CameraConfig {
     /// from it, or `any` (a camera inside the zone, where every passage counts).
     #[serde(default)]
     pub entering: Entering,
+    /// Region of interest: a polygon in frame pixels; plates whose box centre
+    /// lies outside it are ignored. None: the whole frame.
+    #[serde(default)]
+    pub roi: Option<Vec<[f32; 2]>>,
+    /// Lanes in view; a passage is given the lane containing its plate.
+    #[serde(default)]
+    pub lanes: Vec<LaneConfig>,
+}
+
+/// One lane of a camera's view.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LaneConfig {
+    pub id: u32,
+    /// The lane's polygon in frame pixels.
+    pub polygon: Vec<[f32; 2]>,
 }
 
 /// Which passages of a camera enter the zone.
@@ -308,6 +324,11 @@ pub struct TrackConfig {
     /// Fewest reads a track needs to become a passage.
     #[serde(default = "default_min_reads")]
     pub min_reads: u32,
+    /// A plate read again on the same camera within this many seconds after
+    /// its passage closed (a parked or queued vehicle) joins that passage; a
+    /// passage is held back this long. 0: never merge, emit at once.
+    #[serde(default = "default_merge_window_s")]
+    pub merge_window_s: u64,
 }
 
 impl Default for TrackConfig {
@@ -315,6 +336,7 @@ impl Default for TrackConfig {
         TrackConfig {
             close_after_ms: default_close_after_ms(),
             min_reads: default_min_reads(),
+            merge_window_s: default_merge_window_s(),
         }
     }
 }
@@ -324,6 +346,9 @@ fn default_close_after_ms() -> u64 {
 }
 fn default_min_reads() -> u32 {
     2
+}
+fn default_merge_window_s() -> u64 {
+    300
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -738,6 +763,21 @@ impl Config {
                     "a replay camera needs `path`, a folder of frames".into(),
                 )),
                 _ => {}
+            }
+            if cam.roi.as_ref().is_some_and(|r| r.len() < 3) {
+                p.push((k("roi"), "a polygon needs at least 3 points".into()));
+            }
+            let mut lane_ids = std::collections::HashSet::new();
+            for (j, lane) in cam.lanes.iter().enumerate() {
+                if lane.polygon.len() < 3 {
+                    p.push((
+                        k("lanes"),
+                        format!("lane {j}: a polygon needs at least 3 points"),
+                    ));
+                }
+                if !lane_ids.insert(lane.id) {
+                    p.push((k("lanes"), format!("lane id {} is used twice", lane.id)));
+                }
             }
         }
         if self.pipeline.frame_queue == 0 {

@@ -152,6 +152,8 @@ pub struct Passage {
     /// Other texts read in this passage, with their summed confidence.
     pub alternatives: Vec<(String, f32)>,
     pub direction: Direction,
+    /// The camera lane holding the plate in the best frame, where lanes are configured.
+    pub lane: Option<u32>,
     pub best: BestFrame,
 }
 

@@ -311,7 +311,7 @@ pub async fn start(cfg: &Config, parts: Parts) -> Result<Running, PipelineError>
         })?;
     }
     tokio::spawn(run_track(
-        Tracker::new(&cfg.track),
+        Tracker::with_cameras(&cfg.track, &cfg.cameras),
         read_rx,
         passage_tx,
         parts.time.clone(),

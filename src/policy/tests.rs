@@ -112,6 +112,7 @@ fn passage_at(text: &str, confidence: f32, at: &str, direction: Direction) -> Pa
         confidence,
         alternatives: vec![],
         direction,
+        lane: None,
         best: BestFrame {
             captured: t,
             frame_seq: 1,

@@ -409,7 +409,7 @@ impl Store {
             location: ctx.location.clone(),
             latitude: ctx.latitude,
             longitude: ctx.longitude,
-            lane: None,
+            lane: p.lane,
             direction: p.direction,
             plate: PlateMetadata {
                 text: p.text.clone(),

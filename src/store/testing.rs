@@ -52,6 +52,7 @@ pub fn sample_violation(text: &str) -> Violation {
             confidence: 0.95,
             alternatives: vec![],
             direction: Direction::Towards,
+            lane: None,
             best: BestFrame {
                 captured: at(400),
                 frame_seq: 1234,

@@ -6,12 +6,21 @@
 //! enough reads. Time is the frames' own capture time, so replays give the same
 //! passages on any machine. Tracks hold only the one best frame, never a
 //! history of frames, and nothing here is written anywhere.
+//!
+//! A closed passage is held back for `merge_window_s`: if the same camera
+//! reads the same plate again meanwhile (a parked or queued vehicle, seen in
+//! bursts with gaps longer than `close_after_ms`), the new reads join it
+//! instead of making another passage. Held passages are few and small (no
+//! reads, one best frame), and at most [`MAX_HELD`] per camera.
+//!
+//! Per camera, an optional region of interest drops plates centred outside
+//! it, and optional lanes give each passage the lane holding its best plate.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::TrackConfig;
+use crate::config::{CameraConfig, TrackConfig};
 use crate::message::{BestFrame, BoxF, Direction, Instant2, Passage, PlateRead, ReadFrame};
 
 struct TrackRead {
@@ -36,12 +45,63 @@ struct Track {
     lead_confidence: f32,
 }
 
+/// A closed passage waiting out the merge window, with what a merge needs.
+struct Held {
+    passage: Passage,
+    best_score: f32,
+}
+
+/// A camera's region of interest and lanes, as polygons in frame pixels.
+#[derive(Default)]
+struct CameraZones {
+    roi: Option<Vec<[f32; 2]>>,
+    lanes: Vec<(u32, Vec<[f32; 2]>)>,
+}
+
+impl CameraZones {
+    fn admits(&self, b: &BoxF) -> bool {
+        let (x, y) = b.center();
+        self.roi.as_ref().is_none_or(|roi| contains(roi, x, y))
+    }
+
+    fn lane_of(&self, b: &BoxF) -> Option<u32> {
+        let (x, y) = b.center();
+        self.lanes
+            .iter()
+            .find(|(_, poly)| contains(poly, x, y))
+            .map(|(id, _)| *id)
+    }
+}
+
+/// Whether point `(x, y)` lies inside the polygon (even-odd rule).
+fn contains(poly: &[[f32; 2]], x: f32, y: f32) -> bool {
+    let mut inside = false;
+    let mut j = poly.len().wrapping_sub(1);
+    for (i, &[xi, yi]) in poly.iter().enumerate() {
+        let [xj, yj] = poly[j];
+        if (yi > y) != (yj > y) && x < (xj - xi) * (y - yi) / (yj - yi) + xi {
+            inside = !inside;
+        }
+        j = i;
+    }
+    inside
+}
+
 /// The trackers of all cameras.
 pub struct Tracker {
     close_after: Duration,
     min_reads: u32,
+    merge_window: Duration,
     tracks: HashMap<Arc<str>, Vec<Track>>,
+    /// Closed passages per camera, keyed by text, waiting out the merge window.
+    held: HashMap<Arc<str>, HashMap<String, Held>>,
+    zones: HashMap<String, CameraZones>,
 }
+
+/// Most passages held back per camera; past this the oldest goes out early.
+pub const MAX_HELD: usize = 256;
+/// Most alternative texts a merged passage keeps.
+const MAX_ALTERNATIVES: usize = 16;
 
 /// A read this sure of its text may veto joining a track of another plate.
 const CONFIDENT_READ: f32 = 0.8;
@@ -81,11 +141,30 @@ fn evidence_score(read: &PlateRead) -> f32 {
 }
 
 impl Tracker {
+    /// A tracker without per-camera regions of interest or lanes.
     pub fn new(cfg: &TrackConfig) -> Self {
+        Self::with_cameras(cfg, &[])
+    }
+
+    /// A tracker using each camera's region of interest and lanes.
+    pub fn with_cameras(cfg: &TrackConfig, cameras: &[CameraConfig]) -> Self {
+        let zones = cameras
+            .iter()
+            .map(|c| {
+                let z = CameraZones {
+                    roi: c.roi.clone(),
+                    lanes: c.lanes.iter().map(|l| (l.id, l.polygon.clone())).collect(),
+                };
+                (c.id.clone(), z)
+            })
+            .collect();
         Tracker {
             close_after: Duration::from_millis(cfg.close_after_ms),
             min_reads: cfg.min_reads.max(1),
+            merge_window: Duration::from_secs(cfg.merge_window_s),
             tracks: HashMap::new(),
+            held: HashMap::new(),
+            zones,
         }
     }
 
@@ -94,12 +173,18 @@ impl Tracker {
     pub fn push(&mut self, frame: &ReadFrame) -> Vec<Passage> {
         let now = frame.frame.captured;
         let mut done = self.close_idle(&frame.frame.camera, now.mono);
+        let zones = self.zones.get(&*frame.frame.camera);
+        let reads: Vec<&PlateRead> = frame
+            .reads
+            .iter()
+            .filter(|r| zones.is_none_or(|z| z.admits(&r.detection.bbox)))
+            .collect();
         let tracks = self.tracks.entry(frame.frame.camera.clone()).or_default();
         let mut taken = vec![false; tracks.len()];
         // Greedy assignment, strongest pairs first, so two plates in view at once
         // never share a track.
         let mut pairs: Vec<(f32, usize, usize)> = Vec::new();
-        for (ri, read) in frame.reads.iter().enumerate() {
+        for (ri, read) in reads.iter().enumerate() {
             for (ti, t) in tracks.iter().enumerate() {
                 if let Some(a) = affinity(t, read) {
                     pairs.push((a, ri, ti));
@@ -107,14 +192,14 @@ impl Tracker {
             }
         }
         pairs.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let mut assigned: Vec<Option<usize>> = vec![None; frame.reads.len()];
+        let mut assigned: Vec<Option<usize>> = vec![None; reads.len()];
         for (_, ri, ti) in pairs {
             if assigned[ri].is_none() && !taken[ti] {
                 assigned[ri] = Some(ti);
                 taken[ti] = true;
             }
         }
-        for (read, slot) in frame.reads.iter().zip(assigned) {
+        for (read, slot) in reads.into_iter().zip(assigned) {
             let best_here = BestFrame {
                 captured: now,
                 frame_seq: frame.frame.seq,
@@ -174,25 +259,33 @@ impl Tracker {
         cams.iter().flat_map(|c| self.close_idle(c, now)).collect()
     }
 
-    /// Closes every open track of one camera (it stopped delivering frames).
+    /// Closes every open track of one camera (it stopped delivering frames),
+    /// and gives out its held passages.
     pub fn close_camera(&mut self, camera: &str) -> Vec<Passage> {
-        let min_reads = self.min_reads;
-        self.tracks
-            .remove(camera)
-            .into_iter()
-            .flatten()
-            .filter_map(|t| into_passage(t, min_reads))
-            .collect()
+        let gone = self.tracks.remove(camera).unwrap_or_default();
+        let mut out: Vec<Passage> = gone.into_iter().filter_map(|t| self.finish(t)).collect();
+        out.extend(
+            self.held
+                .remove(camera)
+                .into_iter()
+                .flat_map(|h| h.into_values())
+                .map(|h| h.passage),
+        );
+        out
     }
 
-    /// Closes every open track (end of stream or shutdown).
+    /// Closes every open track and gives out every held passage (end of
+    /// stream or shutdown).
     pub fn flush(&mut self) -> Vec<Passage> {
-        let min_reads = self.min_reads;
-        self.tracks
-            .drain()
-            .flat_map(|(_, ts)| ts.into_iter())
-            .filter_map(|t| into_passage(t, min_reads))
-            .collect()
+        let gone: Vec<Track> = self.tracks.drain().flat_map(|(_, ts)| ts).collect();
+        let mut out: Vec<Passage> = gone.into_iter().filter_map(|t| self.finish(t)).collect();
+        out.extend(
+            self.held
+                .drain()
+                .flat_map(|(_, h)| h.into_values())
+                .map(|h| h.passage),
+        );
+        out
     }
 
     /// Open tracks over all cameras.
@@ -200,18 +293,122 @@ impl Tracker {
         self.tracks.values().map(Vec::len).sum()
     }
 
+    /// Closed passages held back for the merge window, over all cameras.
+    pub fn held_passages(&self) -> usize {
+        self.held.values().map(HashMap::len).sum()
+    }
+
     fn close_idle(&mut self, camera: &Arc<str>, now: Duration) -> Vec<Passage> {
-        let Some(tracks) = self.tracks.get_mut(camera) else {
-            return Vec::new();
-        };
-        let close_after = self.close_after;
-        let (gone, kept): (Vec<Track>, Vec<Track>) = tracks
-            .drain(..)
-            .partition(|t| now.saturating_sub(t.last_seen.mono) > close_after);
-        *tracks = kept;
-        gone.into_iter()
-            .filter_map(|t| into_passage(t, self.min_reads))
-            .collect()
+        let mut out = Vec::new();
+        if let Some(tracks) = self.tracks.get_mut(camera) {
+            let close_after = self.close_after;
+            let (gone, kept): (Vec<Track>, Vec<Track>) = tracks
+                .drain(..)
+                .partition(|t| now.saturating_sub(t.last_seen.mono) > close_after);
+            *tracks = kept;
+            out.extend(gone.into_iter().filter_map(|t| self.finish(t)));
+        }
+        if let Some(held) = self.held.get_mut(camera) {
+            let window = self.merge_window;
+            let expired: Vec<String> = held
+                .iter()
+                .filter(|(_, h)| now.saturating_sub(h.passage.last_seen.mono) > window)
+                .map(|(k, _)| k.clone())
+                .collect();
+            let mut gone: Vec<Passage> = expired
+                .iter()
+                .filter_map(|k| held.remove(k))
+                .map(|h| h.passage)
+                .collect();
+            gone.sort_by_key(|p| p.last_seen.mono);
+            out.extend(gone);
+        }
+        out
+    }
+
+    /// Turns a closed track into a passage: merged into a held passage of
+    /// the same text, held back for the merge window, or (without a window)
+    /// given out at once. A track too short to be a passage of its own may
+    /// still join a held one.
+    fn finish(&mut self, t: Track) -> Option<Passage> {
+        let enough = t.reads.len() as u32 >= self.min_reads;
+        let best_score = t.best_score;
+        let mut passage = into_passage(t, 1)?;
+        passage.lane = self
+            .zones
+            .get(&*passage.camera)
+            .and_then(|z| z.lane_of(&passage.best.plate_box));
+        if self.merge_window.is_zero() {
+            return enough.then_some(passage);
+        }
+        let held = self.held.entry(passage.camera.clone()).or_default();
+        if let Some(old) = held.get_mut(&passage.text) {
+            merge(
+                old,
+                Held {
+                    passage,
+                    best_score,
+                },
+            );
+            return None;
+        }
+        if !enough {
+            return None;
+        }
+        let mut evicted = None;
+        if held.len() >= MAX_HELD {
+            let oldest = held
+                .iter()
+                .min_by_key(|(_, h)| h.passage.last_seen.mono)
+                .map(|(k, _)| k.clone());
+            evicted = oldest.and_then(|k| held.remove(&k)).map(|h| h.passage);
+        }
+        held.insert(
+            passage.text.clone(),
+            Held {
+                passage,
+                best_score,
+            },
+        );
+        evicted
+    }
+}
+
+/// Joins a later passage of the same plate on the same camera into a held one.
+fn merge(old: &mut Held, new: Held) {
+    let (a, b) = (&mut old.passage, new.passage);
+    let (wa, wb) = (a.reads as f32, b.reads as f32);
+    let w = (wa + wb).max(1.0);
+    for (ca, cb) in a.char_confidences.iter_mut().zip(&b.char_confidences) {
+        *ca = (*ca * wa + cb * wb) / w;
+    }
+    a.confidence = (a.confidence * wa + b.confidence * wb) / w;
+    if b.first_seen.mono < a.first_seen.mono {
+        a.first_seen = b.first_seen;
+    }
+    if b.last_seen.mono > a.last_seen.mono {
+        a.last_seen = b.last_seen;
+    }
+    a.frames += b.frames;
+    a.reads += b.reads;
+    for (text, c) in b.alternatives {
+        match a.alternatives.iter_mut().find(|x| x.0 == text) {
+            Some(x) => x.1 += c,
+            None => a.alternatives.push((text, c)),
+        }
+    }
+    a.alternatives
+        .sort_by(|x, y| y.1.total_cmp(&x.1).then_with(|| x.0.cmp(&y.0)));
+    a.alternatives.truncate(MAX_ALTERNATIVES);
+    // The way it first moved is the way it travelled; a parked vehicle's
+    // later reads rarely tell it.
+    if a.direction == Direction::Unknown {
+        a.direction = b.direction;
+    }
+    if new.best_score > old.best_score {
+        old.best_score = new.best_score;
+        a.best = b.best;
+        a.lane = b.lane;
     }
 }
 
@@ -292,6 +489,7 @@ fn into_passage(t: Track, min_reads: u32) -> Option<Passage> {
         confidence,
         alternatives,
         direction,
+        lane: None,
         best: t.best,
     })
 }
@@ -356,6 +554,7 @@ mod tests {
         TrackConfig {
             close_after_ms: 1000,
             min_reads: 2,
+            merge_window_s: 0,
         }
     }
 
