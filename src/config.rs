@@ -1071,6 +1071,32 @@ ca_cert = "ca.pem"
     }
 
     #[test]
+    fn roi_and_lanes_parse_and_a_short_polygon_names_its_camera() {
+        let good = MINIMAL.replace(
+            "path = \"frames\"",
+            "path = \"frames\"\nroi = [[0, 0], [100, 0], [100, 100]]\nlanes = [{ id = 2, polygon = [[0, 0], [50, 0], [50, 50]] }]",
+        );
+        let cfg = Config::parse(&good).expect("valid");
+        assert_eq!(cfg.cameras[0].roi.as_ref().map(Vec::len), Some(3));
+        assert_eq!(cfg.cameras[0].lanes[0].id, 2);
+        assert_eq!(cfg.track.merge_window_s, 300);
+        let text = format!(
+            "{MINIMAL}\n[[camera]]\nid = \"south\"\nsource = \"replay\"\npath = \"f2\"\nroi = [[0, 0], [1, 1]]\n"
+        );
+        let problems = Config::parse(&text).expect_err("two points");
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].key, "camera[1].roi");
+        let roi_line = text.lines().position(|l| l.starts_with("roi")).unwrap() + 1;
+        assert_eq!(problems[0].line, Some(roi_line));
+        let lanes = MINIMAL.replace(
+            "path = \"frames\"",
+            "path = \"frames\"\nlanes = [{ id = 1, polygon = [[0, 0], [5, 5]] }]",
+        );
+        let problems = Config::parse(&lanes).expect_err("short lane");
+        assert_eq!(problems[0].key, "camera[0].lanes");
+    }
+
+    #[test]
     fn unknown_key_names_line_and_key() {
         let text = MINIMAL.replace("path = \"frames\"", "path = \"frames\"\nfsp = 10");
         let problems = Config::parse(&text).expect_err("unknown key");

@@ -723,4 +723,220 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].direction, Direction::Away);
     }
+
+    fn merging_cfg() -> TrackConfig {
+        TrackConfig {
+            merge_window_s: 300,
+            ..cfg()
+        }
+    }
+
+    fn camera(extra: &str) -> CameraConfig {
+        toml::from_str(&format!(
+            "id = \"a\"\nsource = \"replay\"\npath = \"f\"\n{extra}"
+        ))
+        .expect("camera config")
+    }
+
+    #[test]
+    fn a_parked_van_yields_one_passage() {
+        let mut t = Tracker::new(&merging_cfg());
+        let mut out = Vec::new();
+        let mut most_held = 0;
+        // An hour of frames at 10 per second: a car passes every 30 s on the
+        // near lane; a van drives in at 10 min, stands at the far side for
+        // five minutes, read only now and then (gaps far above
+        // close_after_ms), drives off, and passes again at 50 min.
+        let van_at = |ms: u64| -> Option<PlateRead> {
+            let visit = |start: u64| -> Option<PlateRead> {
+                let rel = ms.checked_sub(start)?;
+                match rel {
+                    // Driving in, growing.
+                    0..=900 => Some(read("VAN01X", 1500.0, 100.0 + rel as f32 / 20.0, 0.9)),
+                    // Parked: one read every 7 s.
+                    901..=300_000 if rel % 7_000 == 0 => Some(read("VAN01X", 1500.0, 150.0, 0.85)),
+                    // Driving off.
+                    300_001..=300_900 => Some(read(
+                        "VAN01X",
+                        1500.0,
+                        150.0 - (rel - 300_000) as f32 / 20.0,
+                        0.9,
+                    )),
+                    _ => None,
+                }
+            };
+            visit(600_000).or_else(|| visit(3_000_000).filter(|_| ms < 3_000_901))
+        };
+        for seq in 0..36_000u64 {
+            let ms = seq * 100;
+            let mut reads = Vec::new();
+            let car = ms / 30_000;
+            let rel = ms % 30_000;
+            if rel < 800 {
+                let text = format!("{:02}CAR{}", car % 100, car / 100);
+                reads.push(read(
+                    &text,
+                    100.0 + rel as f32 / 10.0,
+                    120.0 + rel as f32 / 20.0,
+                    0.9,
+                ));
+            }
+            reads.extend(van_at(ms));
+            out.extend(t.push(&frame("a", seq, ms, reads)));
+            most_held = most_held.max(t.held_passages());
+        }
+        out.extend(t.flush());
+        let vans: Vec<&Passage> = out.iter().filter(|p| p.text == "VAN01X").collect();
+        assert_eq!(vans.len(), 2, "one passage per visit");
+        let stay = vans
+            .iter()
+            .find(|p| p.first_seen.mono == Duration::from_secs(600))
+            .expect("first visit");
+        assert_eq!(stay.last_seen.mono, Duration::from_millis(900_900));
+        assert!(stay.reads > 40, "{}", stay.reads);
+        assert_eq!(stay.direction, Direction::Towards);
+        assert_eq!(out.len() - vans.len(), 120, "every car once");
+        assert!(out.iter().all(|p| p.alternatives.is_empty()));
+        assert!(most_held <= 12, "held passages stay few: {most_held}");
+        assert_eq!((t.held_passages(), t.open_tracks()), (0, 0));
+    }
+
+    #[test]
+    fn a_held_passage_goes_out_when_its_window_ends() {
+        let mut t = Tracker::new(&merging_cfg());
+        for i in 0..3u64 {
+            t.push(&frame(
+                "a",
+                i,
+                i * 100,
+                vec![read("AAA11B", 100.0, 150.0, 0.9)],
+            ));
+        }
+        assert!(t.tick(Duration::from_secs(300)).is_empty(), "held");
+        assert_eq!(t.held_passages(), 1);
+        let out = t.tick(Duration::from_millis(300_201));
+        assert_eq!(out.len(), 1);
+        assert_eq!(t.held_passages(), 0);
+        // A stalled camera gives out its held passages at once.
+        for i in 0..3u64 {
+            t.push(&frame(
+                "b",
+                i,
+                i * 100,
+                vec![read("BBB22C", 100.0, 150.0, 0.9)],
+            ));
+        }
+        assert!(t.tick(Duration::from_secs(10)).is_empty());
+        assert_eq!(t.close_camera("b").len(), 1);
+    }
+
+    #[test]
+    fn detections_outside_the_roi_are_ignored() {
+        let cam = camera("roi = [[0, 0], [960, 0], [960, 1080], [0, 1080]]");
+        let mut t = Tracker::with_cameras(&cfg(), &[cam]);
+        for i in 0..5u64 {
+            t.push(&frame(
+                "a",
+                i,
+                i * 100,
+                vec![
+                    read("AAA11B", 100.0, 150.0, 0.9),
+                    read("ZZ999X", 1200.0, 150.0, 0.9),
+                ],
+            ));
+        }
+        // Another camera has no region of interest.
+        for i in 0..5u64 {
+            t.push(&frame(
+                "b",
+                i,
+                i * 100,
+                vec![read("ZZ999X", 1200.0, 150.0, 0.9)],
+            ));
+        }
+        let mut out = t.flush();
+        out.sort_by(|a, b| a.camera.cmp(&b.camera));
+        let got: Vec<(&str, &str)> = out.iter().map(|p| (&*p.camera, p.text.as_str())).collect();
+        assert_eq!(got, [("a", "AAA11B"), ("b", "ZZ999X")]);
+    }
+
+    #[test]
+    fn a_passage_reports_its_lane() {
+        let cam = camera(
+            "lanes = [{ id = 1, polygon = [[0, 0], [800, 0], [800, 1080], [0, 1080]] },\n\
+             { id = 2, polygon = [[800, 0], [1920, 0], [1920, 1080], [800, 1080]] }]",
+        );
+        let mut t = Tracker::with_cameras(&cfg(), &[cam]);
+        for i in 0..6u64 {
+            // Crosses into lane 2 where the plate is largest (the best frame).
+            t.push(&frame(
+                "a",
+                i,
+                i * 100,
+                vec![read(
+                    "AAA11B",
+                    600.0 + i as f32 * 60.0,
+                    120.0 + i as f32 * 10.0,
+                    0.9,
+                )],
+            ));
+            t.push(&frame(
+                "b",
+                i,
+                i * 100,
+                vec![read("BBB22C", 100.0, 150.0, 0.9)],
+            ));
+        }
+        let mut out = t.flush();
+        out.sort_by(|a, b| a.camera.cmp(&b.camera));
+        assert_eq!(out[0].lane, Some(2));
+        assert_eq!(out[1].lane, None, "camera b has no lanes");
+    }
+
+    #[test]
+    fn a_plate_occluded_for_a_few_frames_stays_one_passage() {
+        let mut t = Tracker::new(&cfg());
+        let mut out = Vec::new();
+        for i in 0..14u64 {
+            // A lorry hides the plate for frames 5 to 9 (half a second).
+            let reads = if (5..10).contains(&i) {
+                vec![]
+            } else {
+                vec![read(
+                    "VBX12P",
+                    100.0 + i as f32 * 20.0,
+                    120.0 + i as f32 * 5.0,
+                    0.9,
+                )]
+            };
+            out.extend(t.push(&frame("a", i, i * 100, reads)));
+        }
+        out.extend(t.flush());
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].reads, out[0].frames), (9, 9));
+        assert_eq!(out[0].direction, Direction::Towards);
+    }
+
+    #[test]
+    fn a_reversing_vehicle_is_one_passage_with_direction_away() {
+        let mut t = Tracker::new(&merging_cfg());
+        let mut out = Vec::new();
+        for i in 0..30u64 {
+            // Backs slowly out of view, pausing mid-way: the plate shrinks.
+            let step = if i < 10 {
+                i
+            } else if i < 15 {
+                10
+            } else {
+                i - 5
+            };
+            let w = 220.0 - step as f32 * 6.0;
+            let reads = vec![read("GH066X", 700.0 + step as f32 * 3.0, w, 0.85)];
+            out.extend(t.push(&frame("a", i, i * 150, reads)));
+        }
+        out.extend(t.flush());
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].reads, 30);
+        assert_eq!(out[0].direction, Direction::Away);
+    }
 }
