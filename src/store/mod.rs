@@ -712,6 +712,22 @@ mod tests {
     }
 
     #[test]
+    fn a_record_states_the_passage_lane() {
+        let (_dir, path) = temp_db();
+        let mut s = Store::open(&path).expect("open");
+        let mut v = sample_violation("LANE2X");
+        v.passage.lane = Some(2);
+        s.record(&v, &sample_context()).expect("record");
+        let p = s.pending(1).expect("pending").remove(0);
+        assert_eq!(p.metadata.lane, Some(2));
+        assert!(
+            p.metadata_json.contains("\"lane\":2"),
+            "{}",
+            p.metadata_json
+        );
+    }
+
+    #[test]
     fn sha256_columns_match_stored_jpeg_bytes() {
         let (_dir, path) = temp_db();
         let mut s = Store::open(&path).expect("open");
