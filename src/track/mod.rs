@@ -310,9 +310,15 @@ impl Tracker {
         }
         if let Some(held) = self.held.get_mut(camera) {
             let window = self.merge_window;
+            // A held passage whose plate is in view again waits for that track.
+            let open = self.tracks.get(camera);
+            let in_view =
+                |text: &str| open.is_some_and(|ts| ts.iter().any(|t| t.lead_text == text));
             let expired: Vec<String> = held
                 .iter()
-                .filter(|(_, h)| now.saturating_sub(h.passage.last_seen.mono) > window)
+                .filter(|(k, h)| {
+                    now.saturating_sub(h.passage.last_seen.mono) > window && !in_view(k)
+                })
                 .map(|(k, _)| k.clone())
                 .collect();
             let mut gone: Vec<Passage> = expired
@@ -799,6 +805,33 @@ mod tests {
         assert!(out.iter().all(|p| p.alternatives.is_empty()));
         assert!(most_held <= 12, "held passages stay few: {most_held}");
         assert_eq!((t.held_passages(), t.open_tracks()), (0, 0));
+    }
+
+    #[test]
+    fn a_van_read_without_a_break_past_the_window_is_still_one_passage() {
+        let mut t = Tracker::new(&merging_cfg());
+        let mut out = Vec::new();
+        for i in 0..3u64 {
+            out.extend(t.push(&frame(
+                "a",
+                i,
+                i * 100,
+                vec![read("VAN01X", 1500.0, 150.0, 0.9)],
+            )));
+        }
+        // Out of sight for two seconds, then read every frame for six minutes.
+        for i in 0..3_600u64 {
+            let ms = 2_200 + i * 100;
+            out.extend(t.push(&frame(
+                "a",
+                3 + i,
+                ms,
+                vec![read("VAN01X", 1500.0, 150.0, 0.9)],
+            )));
+        }
+        out.extend(t.flush());
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].reads, 3_603);
     }
 
     #[test]
