@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use anpr_edge::config::{Config, ConfigError};
+use anpr_edge::config::Config;
 
 pub fn run(file: &Path) -> anyhow::Result<ExitCode> {
     match Config::load(file) {
@@ -23,7 +23,8 @@ pub fn run(file: &Path) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         }
-        Err(e @ ConfigError::Invalid { .. }) | Err(e @ ConfigError::Read { .. }) => {
+        // Every config error already names the file (and line and key).
+        Err(e) => {
             eprintln!("{e}");
             Ok(ExitCode::FAILURE)
         }
