@@ -39,6 +39,11 @@ fn inference(c: &mut Criterion) {
     let Some(models) = models() else { return };
     let mut detector =
         RetinaPlateDetector::new(&models, &DetectConfig::default()).expect("detector loads");
+    let native_cfg = DetectConfig {
+        coarse_side: 0,
+        ..DetectConfig::default()
+    };
+    let mut native = RetinaPlateDetector::new(&models, &native_cfg).expect("detector loads");
     let mut reader = PpOcrReader::new(&models).expect("reader loads");
     let scenario = Scenario::demo();
     let (frame, index) = busy_frame(&scenario);
@@ -47,8 +52,13 @@ fn inference(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("inference");
     g.sample_size(10);
+    // The default: a coarse pass at 960 px and native-size windows on small
+    // or unsure finds (docs/detector.md); against one pass at native size.
     g.bench_function("detect_1920x1080", |b| {
         b.iter(|| detector.detect(&frame).expect("detects"))
+    });
+    g.bench_function("detect_1920x1080_native", |b| {
+        b.iter(|| native.detect(&frame).expect("detects"))
     });
     g.bench_function("read_one_crop", |b| {
         b.iter(|| reader.read(std::slice::from_ref(&crop)).expect("reads"))

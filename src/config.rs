@@ -145,6 +145,14 @@ pub struct DetectConfig {
     /// pixels before detection (0 = native size).
     #[serde(default)]
     pub max_side: u32,
+    /// Two-pass detection: the whole frame is searched scaled down to this
+    /// long side, then native-size windows around the plates that pass found
+    /// small or unsure are searched again (0 = one pass, see `max_side`).
+    #[serde(default = "default_coarse_side")]
+    pub coarse_side: u32,
+    /// At most this many native-size windows per frame in the second pass.
+    #[serde(default = "default_fine_windows")]
+    pub fine_windows: u32,
 }
 
 impl Default for DetectConfig {
@@ -153,8 +161,17 @@ impl Default for DetectConfig {
             min_score: default_detect_threshold(),
             nms_iou: default_nms(),
             max_side: 0,
+            coarse_side: default_coarse_side(),
+            fine_windows: default_fine_windows(),
         }
     }
+}
+
+fn default_coarse_side() -> u32 {
+    960
+}
+fn default_fine_windows() -> u32 {
+    4
 }
 
 fn default_detect_threshold() -> f32 {
@@ -716,6 +733,12 @@ impl Config {
         }
         if !(0.0..=1.0).contains(&self.detect.min_score) {
             p.push(("detect.min_score".into(), "must be between 0 and 1".into()));
+        }
+        if self.detect.coarse_side != 0 && self.detect.coarse_side < 160 {
+            p.push((
+                "detect.coarse_side".into(),
+                "must be 0 (one pass) or at least 160 pixels".into(),
+            ));
         }
         if !(0.0..=1.0).contains(&self.detect.nms_iou) {
             p.push(("detect.nms_iou".into(), "must be between 0 and 1".into()));

@@ -146,6 +146,8 @@ pub struct RetinaPlateDetector {
     min_score: f32,
     nms_iou: f32,
     max_side: u32,
+    coarse_side: u32,
+    fine_windows: u32,
     /// Priors per input size: one detector may serve cameras of different
     /// sizes, and regenerating 100k priors per full-HD frame costs ~1 ms.
     priors: HashMap<(u32, u32), Vec<Prior>>,
@@ -166,6 +168,8 @@ impl RetinaPlateDetector {
             min_score: cfg.min_score,
             nms_iou: cfg.nms_iou,
             max_side: cfg.max_side,
+            coarse_side: cfg.coarse_side,
+            fine_windows: cfg.fine_windows,
             priors: HashMap::new(),
             input: Vec::new(),
         }
@@ -199,19 +203,32 @@ impl RetinaPlateDetector {
     }
 }
 
-impl PlateDetector for RetinaPlateDetector {
-    fn detect(&mut self, image: &RgbImage) -> Result<Vec<Detection>, DetectError> {
-        let (ow, oh) = image.dimensions();
-        if ow == 0 || oh == 0 {
-            return Ok(Vec::new());
-        }
-        let (w, h) = self.input_size(ow, oh);
+/// Input side of the square windows of the second pass. Fixed, so that one
+/// set of priors serves every window: a window larger than this is scaled
+/// down to it.
+const FINE_WINDOW: u32 = 320;
+/// A window spans this many plate widths.
+const FINE_REACH: f32 = 3.0;
+/// Plates narrower than this in the coarse pass's input lie below the
+/// detector's sweet spot (70-110 px, docs/detector.md) and get a second look
+/// at native size.
+const SMALL_IN_COARSE_PX: f32 = 70.0;
+/// A fine-pass box this close to a window edge that is not also the frame's
+/// edge is likely a plate cut by the window; the coarse pass or a
+/// neighbouring window has the whole one.
+const WINDOW_EDGE_PX: f32 = 2.0;
+
+impl RetinaPlateDetector {
+    /// Runs the network on `img` scaled to `w`x`h` and returns the candidates
+    /// after NMS, in `img`'s pixels, down to the pre-filter score.
+    fn infer(&mut self, img: &RgbImage, w: u32, h: u32) -> Result<Vec<Candidate>, DetectError> {
+        let (ow, oh) = img.dimensions();
         if (w, h) == (ow, oh) {
-            self.fill_input(image);
+            self.fill_input(img);
         } else {
             // thumbnail() is an area-averaging downscale: several times faster
             // than a Triangle resize on full-HD frames, and alias-free.
-            let scaled = image::imageops::thumbnail(image, w, h);
+            let scaled = image::imageops::thumbnail(img, w, h);
             self.fill_input(&scaled);
         }
         if !self.priors.contains_key(&(w, h)) {
@@ -256,27 +273,161 @@ impl PlateDetector for RetinaPlateDetector {
         cands.sort_by(|a, b| b.score.total_cmp(&a.score));
         cands.truncate(TOP_K);
         let keep = nms(&cands, self.nms_iou);
-
-        // Back from input pixels to frame pixels.
         let (sx, sy) = (ow as f32 / w as f32, oh as f32 / h as f32);
-        let dets = keep
+        Ok(keep
             .into_iter()
             .take(KEEP_TOP_K)
-            .map(|i| &cands[i])
-            .filter(|c| c.score > self.min_score)
+            .map(|i| cands[i].scaled(sx, sy, 0.0, 0.0))
+            .collect())
+    }
+}
+
+/// The second pass's windows: around the coarse candidates (in frame pixels,
+/// best first) that are small in the coarse input (`scale` frame pixels per
+/// input pixel) or below `min_score`, without searching one place twice.
+/// Returns (x, y, side) squares inside the `ow`x`oh` frame.
+fn fine_windows(
+    coarse: &[Candidate],
+    scale: f32,
+    (ow, oh): (u32, u32),
+    min_score: f32,
+    max_windows: usize,
+) -> Vec<(u32, u32, u32)> {
+    let mut windows: Vec<(u32, u32, u32)> = Vec::new();
+    // `coarse` is sorted best first, so the window budget goes to the
+    // likeliest plates.
+    for c in coarse {
+        if windows.len() >= max_windows {
+            break;
+        }
+        let width = c.bbox[2] - c.bbox[0];
+        if c.score > min_score && width / scale >= SMALL_IN_COARSE_PX {
+            continue;
+        }
+        let covered = windows.iter().any(|&(x, y, s)| {
+            c.bbox[0] >= x as f32
+                && c.bbox[1] >= y as f32
+                && c.bbox[2] <= (x + s) as f32
+                && c.bbox[3] <= (y + s) as f32
+        });
+        if covered {
+            continue;
+        }
+        // Room for the bumper around the plate, which the network uses;
+        // at least the window's input size, so that small plates are
+        // searched at native size and large ones (in very large frames)
+        // at the scale that brings them into the sweet spot.
+        let side = (FINE_REACH * width)
+            .max(FINE_WINDOW as f32)
+            .min(ow.min(oh) as f32) as u32;
+        let (cx, cy) = ((c.bbox[0] + c.bbox[2]) / 2.0, (c.bbox[1] + c.bbox[3]) / 2.0);
+        // Shifted, not shrunk, at the frame's edge.
+        let place = |centre: f32, extent: u32| {
+            (centre - side as f32 / 2.0).clamp(0.0, (extent - side) as f32) as u32
+        };
+        windows.push((place(cx, ow), place(cy, oh), side));
+    }
+    windows
+}
+
+impl Candidate {
+    /// This candidate in a frame where the input pixel (x, y) lies at
+    /// (x * sx + ox, y * sy + oy).
+    fn scaled(&self, sx: f32, sy: f32, ox: f32, oy: f32) -> Candidate {
+        Candidate {
+            bbox: [
+                self.bbox[0] * sx + ox,
+                self.bbox[1] * sy + oy,
+                self.bbox[2] * sx + ox,
+                self.bbox[3] * sy + oy,
+            ],
+            corners: self.corners.map(|(x, y)| (x * sx + ox, y * sy + oy)),
+            score: self.score,
+        }
+    }
+}
+
+impl PlateDetector for RetinaPlateDetector {
+    fn detect(&mut self, image: &RgbImage) -> Result<Vec<Detection>, DetectError> {
+        let (ow, oh) = image.dimensions();
+        if ow == 0 || oh == 0 {
+            return Ok(Vec::new());
+        }
+        let long = ow.max(oh);
+        let mut kept: Vec<Candidate> = if self.coarse_side == 0 || long <= self.coarse_side {
+            let (w, h) = self.input_size(ow, oh);
+            self.infer(image, w, h)?
+        } else {
+            let scale = long as f32 / self.coarse_side as f32;
+            let (w, h) = (
+                ((ow as f32 / scale).round() as u32).max(1),
+                ((oh as f32 / scale).round() as u32).max(1),
+            );
+            let coarse = self.infer(image, w, h)?;
+            let mut fine = Vec::new();
+            let windows = fine_windows(
+                &coarse,
+                scale,
+                (ow, oh),
+                self.min_score,
+                self.fine_windows as usize,
+            );
+            for (x, y, side) in windows {
+                let window = image::imageops::crop_imm(image, x, y, side, side).to_image();
+                let (x0, y0, x1, y1) = (x as f32, y as f32, (x + side) as f32, (y + side) as f32);
+                let input = side.min(FINE_WINDOW);
+                for c in self.infer(&window, input, input)? {
+                    let c = c.scaled(1.0, 1.0, x0, y0);
+                    let cut = |v: f32, edge: f32, frame_edge: f32| {
+                        (v - edge).abs() < WINDOW_EDGE_PX && edge != frame_edge
+                    };
+                    if cut(c.bbox[0], x0, 0.0)
+                        || cut(c.bbox[1], y0, 0.0)
+                        || cut(c.bbox[2], x1, ow as f32)
+                        || cut(c.bbox[3], y1, oh as f32)
+                    {
+                        continue;
+                    }
+                    fine.push(c);
+                }
+            }
+            // Native-size finds first, so that where both passes found a
+            // plate its sharper corners win the NMS below.
+            fine.sort_by(|a, b| b.score.total_cmp(&a.score));
+            let n_fine = fine.len();
+            fine.extend(coarse);
+            let keep = nms_preferring_first(&fine, n_fine, self.nms_iou);
+            keep.into_iter().map(|i| fine[i].clone()).collect()
+        };
+        kept.retain(|c| c.score > self.min_score);
+        kept.sort_by(|a, b| b.score.total_cmp(&a.score));
+        Ok(kept
+            .into_iter()
             .map(|c| Detection {
                 bbox: BoxF {
-                    x1: (c.bbox[0] * sx).clamp(0.0, ow as f32),
-                    y1: (c.bbox[1] * sy).clamp(0.0, oh as f32),
-                    x2: (c.bbox[2] * sx).clamp(0.0, ow as f32),
-                    y2: (c.bbox[3] * sy).clamp(0.0, oh as f32),
+                    x1: c.bbox[0].clamp(0.0, ow as f32),
+                    y1: c.bbox[1].clamp(0.0, oh as f32),
+                    x2: c.bbox[2].clamp(0.0, ow as f32),
+                    y2: c.bbox[3].clamp(0.0, oh as f32),
                 },
-                corners: c.corners.map(|(x, y)| (x * sx, y * sy)),
+                corners: c.corners,
                 score: c.score,
             })
-            .collect();
-        Ok(dets)
+            .collect())
     }
+}
+
+/// NMS over two runs of candidates: the first `n_first` (sorted best first)
+/// win over any later one they overlap, whatever the scores; the rest are
+/// sorted best first and suppressed as usual.
+fn nms_preferring_first(cands: &[Candidate], n_first: usize, thresh: f32) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..cands.len()).collect();
+    order[n_first..].sort_by(|&a, &b| cands[b].score.total_cmp(&cands[a].score));
+    let ordered: Vec<Candidate> = order.iter().map(|&i| cands[i].clone()).collect();
+    nms(&ordered, thresh)
+        .into_iter()
+        .map(|k| order[k])
+        .collect()
 }
 
 #[cfg(test)]
@@ -306,12 +457,115 @@ mod tests {
         assert_eq!(nms(&cands, 0.4), vec![0, 2]);
     }
 
+    fn cand(x: f32, y: f32, w: f32, score: f32) -> Candidate {
+        Candidate {
+            bbox: [x, y, x + w, y + w / 4.0],
+            corners: [(x, y), (x + w, y), (x + w, y + w / 4.0), (x, y + w / 4.0)],
+            score,
+        }
+    }
+
+    #[test]
+    fn second_pass_looks_only_at_small_or_unsure_finds() {
+        // Scale 2: a 1920-wide frame searched at 960.
+        let coarse = [
+            cand(100.0, 100.0, 200.0, 0.6), // 100 px in the coarse input: sure and large
+            cand(900.0, 500.0, 80.0, 0.5),  // 40 px: small
+            cand(1500.0, 700.0, 180.0, 0.05), // large but below the cut-off
+        ];
+        let w = fine_windows(&coarse, 2.0, (1920, 1080), 0.1, 4);
+        assert_eq!(w.len(), 2, "{w:?}");
+        // Centred on the plate, at the fixed input size for small plates...
+        assert_eq!(w[0], (940 - 160, 510 - 160, 320));
+        // ...and three plate widths for larger ones, scaled down when searched.
+        assert_eq!(w[1].2, 540);
+        assert_eq!(w[1].0, 1590 - 270);
+    }
+
+    #[test]
+    fn second_pass_windows_stay_inside_the_frame_and_within_budget() {
+        let coarse: Vec<_> = (0..10)
+            .map(|i| cand(1900.0 - i as f32 * 150.0, 1070.0, 40.0, 0.3))
+            .collect();
+        let w = fine_windows(&coarse, 2.0, (1920, 1080), 0.1, 3);
+        assert_eq!(w.len(), 3);
+        for (x, y, side) in w {
+            assert!(x + side <= 1920 && y + side <= 1080, "({x},{y},{side})");
+        }
+        // A find inside a window already chosen does not get its own.
+        let near = [cand(500.0, 500.0, 40.0, 0.3), cand(520.0, 510.0, 40.0, 0.2)];
+        assert_eq!(fine_windows(&near, 2.0, (1920, 1080), 0.1, 4).len(), 1);
+        // Frames smaller than a window: as large as the frame allows.
+        let w = fine_windows(&[cand(100.0, 80.0, 40.0, 0.3)], 1.0, (300, 200), 0.1, 4);
+        assert_eq!(w, vec![(20, 0, 200)]);
+    }
+
+    #[test]
+    fn fine_finds_win_over_coarse_ones_where_they_overlap() {
+        let fine = cand(100.0, 100.0, 100.0, 0.2);
+        let coarse_same = cand(102.0, 101.0, 100.0, 0.9);
+        let coarse_elsewhere = cand(600.0, 100.0, 100.0, 0.5);
+        let all = vec![fine, coarse_elsewhere, coarse_same];
+        let kept = nms_preferring_first(&all, 1, 0.4);
+        assert_eq!(kept, vec![0, 1]);
+    }
+
+    #[test]
+    fn two_passes_find_small_plates_one_scaled_pass_misses() {
+        use crate::synth::{frame_truth, render_frame, Camera, Scenario};
+        // The demo street through a wide lens: plates of 40-100 px in 1080p.
+        let demo = Scenario::demo();
+        let wide = Scenario {
+            camera: Camera {
+                focal_px: demo.camera.focal_px * 0.6,
+                ..demo.camera
+            },
+            ..Scenario::demo()
+        };
+        let models = testing::model_set();
+        let cfg = |max_side, coarse_side| DetectConfig {
+            max_side,
+            coarse_side,
+            ..DetectConfig::default()
+        };
+        let mut scaled = RetinaPlateDetector::new(&models, &cfg(960, 0)).expect("detector");
+        let mut two_pass = RetinaPlateDetector::new(&models, &cfg(0, 960)).expect("detector");
+        let (mut by_scaled, mut by_two_pass, mut plates) = (0, 0, 0);
+        for i in (0..wide.frames).step_by(8) {
+            let truth = frame_truth(&wide, i);
+            if truth.is_empty() {
+                continue;
+            }
+            let image = render_frame(&wide, i);
+            let a = scaled.detect(&image).expect("detect");
+            let b = two_pass.detect(&image).expect("detect");
+            for t in &truth {
+                let tb = BoxF {
+                    x1: t.bbox.0,
+                    y1: t.bbox.1,
+                    x2: t.bbox.2,
+                    y2: t.bbox.3,
+                };
+                plates += 1;
+                by_scaled += a.iter().any(|d| d.bbox.iou(&tb) >= 0.5) as usize;
+                by_two_pass += b.iter().any(|d| d.bbox.iou(&tb) >= 0.5) as usize;
+            }
+        }
+        assert!(plates >= 10, "only {plates} plates rendered");
+        assert!(
+            by_two_pass > by_scaled,
+            "two passes found {by_two_pass} of {plates}, one scaled pass {by_scaled}"
+        );
+    }
+
     fn detector(min_score: f32, max_side: u32) -> RetinaPlateDetector {
         let models = testing::model_set();
         let cfg = DetectConfig {
             min_score,
             nms_iou: 0.4,
             max_side,
+            coarse_side: 0,
+            ..DetectConfig::default()
         };
         match RetinaPlateDetector::new(&models, &cfg) {
             Ok(d) => d,

@@ -412,6 +412,7 @@ mod photo_tests {
         let models = testing::model_set();
         let cfg = DetectConfig {
             max_side,
+            coarse_side: 0,
             ..DetectConfig::default()
         };
         let det = RetinaPlateDetector::new(&models, &cfg);
@@ -678,6 +679,7 @@ mod photo_tests {
         }
         let cfg = DetectConfig {
             max_side: 960,
+            coarse_side: 0,
             ..DetectConfig::default()
         };
         let mut det960 = RetinaPlateDetector::new(&testing::model_set(), &cfg).expect("detector");
