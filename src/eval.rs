@@ -30,7 +30,7 @@ use crate::clock::SyncState;
 use crate::config::{Config, DetectConfig, ReadConfig, RuntimeConfig, TrackConfig};
 use crate::detect::{DetectError, PlateDetector};
 use crate::message::{BoxF, Detection, Frame, Instant2, PlateRead, ReadFrame};
-use crate::read::{self, rectify, PlateReader, ReadError, TextRead};
+use crate::read::{self, PlateReader, ReadError, TextRead};
 use crate::track::Tracker;
 
 /// A detection finds a labelled box when their IoU is at least this.
@@ -866,24 +866,16 @@ fn run_image(
             source,
         })?;
     let detect_ms = ms(started.elapsed());
-    let (dets, crops): (Vec<Detection>, Vec<RgbImage>) = detections
-        .iter()
-        .filter_map(|d| rectify::rectify(&image, &d.corners).map(|c| (d.clone(), c)))
-        .unzip();
-    let texts = if crops.is_empty() {
-        Vec::new()
-    } else {
-        reader.read(&crops).map_err(|source| EvalError::Read {
+    let plates = read::rectify_and_read(reader, &image, detections.clone()).map_err(|source| {
+        EvalError::Read {
             path: path.to_owned(),
             source,
-        })?
-    };
+        }
+    })?;
     let total_ms = ms(started.elapsed());
-    let (reads, rejected) = dets
+    let (reads, rejected) = plates
         .into_iter()
-        .zip(texts)
-        .zip(crops)
-        .map(|((d, t), c)| (d, t, c))
+        .map(|(d, c, t)| (d, t, c))
         .partition(|(_, t, _)| read::acceptable(t, cfg));
     Ok(ImageRun {
         image: Arc::new(image),

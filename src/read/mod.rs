@@ -19,7 +19,7 @@ pub enum ReadError {
 }
 
 /// What a reader made of one plate crop.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct TextRead {
     /// Upper-case A-Z and 0-9 only, separators stripped.
     pub text: String,
@@ -45,8 +45,103 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::config::ReadConfig;
-use crate::message::{DetectedFrame, PlateRead, ReadFrame};
+use crate::message::{DetectedFrame, Detection, PlateRead, ReadFrame};
 use crate::metrics::{inc, Metrics};
+
+/// Rectifies every detection in `image` and reads it. A plate whose corners
+/// leave its layout in doubt ([`rectify::is_squat`]) is read twice, as one
+/// line widened to a single-line plate's aspect and as two lines split at
+/// the gap between them, and the more confident read is kept: the detector's
+/// corners cannot tell a two-line plate from a single-line one seen at a
+/// steep angle. Detections whose corners make no plate shape are dropped.
+pub fn rectify_and_read(
+    reader: &mut dyn PlateReader,
+    image: &RgbImage,
+    detections: Vec<Detection>,
+) -> Result<Vec<(Detection, RgbImage, TextRead)>, ReadError> {
+    struct Plan {
+        detection: Detection,
+        crop: RgbImage,
+        /// Index of the first of this plate's crops in the batch.
+        first: usize,
+        /// Besides the crop as measured: a one-line crop, then the two lines.
+        squat: bool,
+    }
+    let mut batch: Vec<RgbImage> = Vec::new();
+    let mut plans = Vec::new();
+    for detection in detections {
+        let Some(crop) = rectify::rectify(image, &detection.corners) else {
+            continue;
+        };
+        let first = batch.len();
+        let split = if rectify::is_squat(&detection.corners) {
+            rectify::rectify_one_line(image, &detection.corners).zip(rectify::split_lines(&crop))
+        } else {
+            None
+        };
+        let squat = split.is_some();
+        match split {
+            Some((one_line, (top, bottom))) => batch.extend([one_line, top, bottom]),
+            None => batch.push(crop.clone()),
+        }
+        plans.push(Plan {
+            detection,
+            crop,
+            first,
+            squat,
+        });
+    }
+    if batch.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut texts = reader.read(&batch)?;
+    if texts.len() != batch.len() {
+        return Err(ReadError::Output(format!(
+            "{} reads for {} crops",
+            texts.len(),
+            batch.len()
+        )));
+    }
+    let mut out = Vec::with_capacity(plans.len());
+    for plan in plans {
+        let i = plan.first;
+        if !plan.squat {
+            out.push((plan.detection, plan.crop, std::mem::take(&mut texts[i])));
+            continue;
+        }
+        let one_line = std::mem::take(&mut texts[i]);
+        let two_lines = join_lines(&texts[i + 1], &texts[i + 2]);
+        let (crop, text) = match two_lines {
+            Some(t) if t.confidence > one_line.confidence => (plan.crop, t),
+            _ => (std::mem::take(&mut batch[i]), one_line),
+        };
+        out.push((plan.detection, crop, text));
+    }
+    Ok(out)
+}
+
+/// The read of a two-line plate from the reads of its lines, or `None` when
+/// a line holds too little to be part of a plate (two characters at least:
+/// the short rows of motorcycle plates have two or three).
+fn join_lines(top: &TextRead, bottom: &TextRead) -> Option<TextRead> {
+    if top.text.chars().count() < 2 || bottom.text.chars().count() < 2 {
+        return None;
+    }
+    Some(TextRead {
+        text: format!("{}{}", top.text, bottom.text),
+        char_confidences: top
+            .char_confidences
+            .iter()
+            .chain(&bottom.char_confidences)
+            .copied()
+            .collect(),
+        // Both lines must be right for the plate to be.
+        confidence: top.confidence * bottom.confidence,
+        // The Dutch prior knows single-line sidecodes only.
+        country: None,
+        sidecode: None,
+    })
+}
 
 /// Keeps a read only if it looks like a plate and is confident enough to vote.
 pub fn acceptable(read: &TextRead, cfg: &ReadConfig) -> bool {
@@ -64,25 +159,16 @@ pub fn run_stage(
     metrics: Arc<Metrics>,
 ) {
     while let Some(DetectedFrame { frame, detections }) = input.blocking_recv() {
-        // A detection whose corners make no plate shape is dropped here.
-        let (detections, crops): (Vec<_>, Vec<image::RgbImage>) = detections
-            .into_iter()
-            .filter_map(|d| rectify::rectify(&frame.image, &d.corners).map(|c| (d, c)))
-            .unzip();
-        let texts = if crops.is_empty() {
-            Vec::new()
-        } else {
-            match reader.read(&crops) {
-                Ok(t) => t,
-                Err(e) => {
-                    inc(&metrics.read_errors);
-                    tracing::error!(camera = %frame.camera, error = %e, "reading failed; frame's plates skipped");
-                    Vec::new()
-                }
+        let plates = match rectify_and_read(reader.as_mut(), &frame.image, detections) {
+            Ok(p) => p,
+            Err(e) => {
+                inc(&metrics.read_errors);
+                tracing::error!(camera = %frame.camera, error = %e, "reading failed; frame's plates skipped");
+                Vec::new()
             }
         };
         let mut reads = Vec::new();
-        for ((detection, crop), text) in detections.into_iter().zip(crops).zip(texts) {
+        for (detection, crop, text) in plates {
             if !acceptable(&text, &cfg) {
                 inc(&metrics.reads_rejected);
                 continue;

@@ -40,6 +40,60 @@ fn dist(a: (f32, f32), b: (f32, f32)) -> f32 {
 /// or `None` when the corners are degenerate (not finite, or collapsed to a
 /// line) and no sensible crop exists.
 pub fn rectify(image: &RgbImage, corners: &[(f32, f32); 4]) -> Option<RgbImage> {
+    rectify_with(image, corners, false)
+}
+
+/// Whether corners this squat leave the plate's layout in doubt: a two-line
+/// plate, or a single-line one seen at a steep angle or with corners that
+/// fell short. [`rectify`] keeps such a crop as measured; [`rectify_one_line`]
+/// widens it.
+pub fn is_squat(corners: &[(f32, f32); 4]) -> bool {
+    let [tl, tr, br, bl] = *corners;
+    let plate_w = (dist(tl, tr) + dist(bl, br)) / 2.0;
+    let plate_h = (dist(tl, bl) + dist(tr, br)) / 2.0;
+    plate_h > 0.0 && plate_w / plate_h <= MAX_TWO_LINE_ASPECT
+}
+
+/// As [`rectify`], but always to at least a single-line plate's aspect.
+pub fn rectify_one_line(image: &RgbImage, corners: &[(f32, f32); 4]) -> Option<RgbImage> {
+    rectify_with(image, corners, true)
+}
+
+/// The two text lines of a two-line crop, top then bottom: split at the row
+/// of its middle third with the fewest light-dark changes, each line keeping a few rows of
+/// the other's margin so that descenders and ascenders are not cut. `None`
+/// when the crop is too small to hold two lines.
+pub fn split_lines(crop: &RgbImage) -> Option<(RgbImage, RgbImage)> {
+    let (w, h) = crop.dimensions();
+    if h < 16 || w < 8 {
+        return None;
+    }
+    let luma = |x: u32, y: u32| {
+        let [r, g, b] = crop.get_pixel(x, y).0;
+        (r as u32 * 3 + g as u32 * 6 + b as u32) / 10
+    };
+    // Characters make many light-dark changes along a row; the gap between
+    // two lines, plain plate background, makes few, whatever the colours.
+    let contrast = |y: u32| {
+        (1..w)
+            .map(|x| luma(x, y).abs_diff(luma(x - 1, y)))
+            .sum::<u32>()
+    };
+    let split = (h / 3..=2 * h / 3).min_by_key(|&y| contrast(y))?;
+    let overlap = h / 16;
+    let top_end = (split + overlap).min(h);
+    let bottom_start = split.saturating_sub(overlap);
+    Some((
+        image::imageops::crop_imm(crop, 0, 0, w, top_end).to_image(),
+        image::imageops::crop_imm(crop, 0, bottom_start, w, h - bottom_start).to_image(),
+    ))
+}
+
+fn rectify_with(
+    image: &RgbImage,
+    corners: &[(f32, f32); 4],
+    force_one_line: bool,
+) -> Option<RgbImage> {
     if corners
         .iter()
         .any(|(x, y)| !x.is_finite() || !y.is_finite())
@@ -58,7 +112,7 @@ pub fn rectify(image: &RgbImage, corners: &[(f32, f32); 4]) -> Option<RgbImage> 
     let inner_h = out_h / (1.0 + 2.0 * MARGIN_Y);
     let my = (out_h - inner_h) / 2.0;
     let measured_aspect = plate_w / plate_h;
-    let aspect = if measured_aspect > MAX_TWO_LINE_ASPECT {
+    let aspect = if force_one_line || measured_aspect > MAX_TWO_LINE_ASPECT {
         measured_aspect.max(MIN_SINGLE_LINE_ASPECT)
     } else {
         measured_aspect
@@ -177,6 +231,44 @@ mod tests {
         .expect("crop");
         let inner = square.width() as f32 / (1.0 + 2.0 * MARGIN_X);
         assert!((inner / inner_h - 1.6).abs() < 0.05, "{}", square.width());
+    }
+
+    #[test]
+    fn squat_corners_can_be_read_as_one_line_and_two_lines_split_at_the_gap() {
+        let corners = [
+            (100.0, 100.0),
+            (180.0, 100.0),
+            (180.0, 150.0),
+            (100.0, 150.0),
+        ];
+        assert!(is_squat(&corners));
+        let wide = [
+            (100.0, 100.0),
+            (300.0, 100.0),
+            (300.0, 140.0),
+            (100.0, 140.0),
+        ];
+        assert!(!is_squat(&wide));
+        let frame = RgbImage::from_pixel(640, 480, Rgb([200, 200, 200]));
+        let one_line = rectify_one_line(&frame, &corners).expect("crop");
+        let inner = one_line.width() as f32 / (1.0 + 2.0 * MARGIN_X);
+        let inner_h = CROP_HEIGHT as f32 / (1.0 + 2.0 * MARGIN_Y);
+        assert!((inner / inner_h - MIN_SINGLE_LINE_ASPECT).abs() < 0.05);
+
+        // Two lines of dark strokes on white, with the gap below the middle.
+        let two = RgbImage::from_fn(90, 48, |x, y| {
+            if ((6..22).contains(&y) || (30..44).contains(&y)) && x % 6 < 2 {
+                Rgb([20, 20, 20])
+            } else {
+                Rgb([250, 250, 250])
+            }
+        });
+        let (top, bottom) = split_lines(&two).expect("split");
+        assert_eq!(top.width(), 90);
+        // The split lies in the gap (rows 22-29), with a 3-row overlap.
+        assert!((24..=32).contains(&top.height()), "{}", top.height());
+        assert_eq!(top.height() + bottom.height(), 48 + 2 * 3);
+        assert!(split_lines(&RgbImage::new(90, 10)).is_none());
     }
 
     /// A white frame with a dark axis-aligned plate-like rectangle whose left
