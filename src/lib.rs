@@ -22,3 +22,4 @@ pub mod store;
 pub mod synth;
 pub mod track;
 pub mod upload;
+pub mod watchdog;

@@ -4,7 +4,7 @@ mod cmd;
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -38,6 +38,8 @@ enum Command {
         #[arg(long, default_value = "models/cache")]
         models_dir: PathBuf,
     },
+    /// Print a shell completion script (the packages install them).
+    Completions { shell: clap_complete::Shell },
 }
 
 fn main() -> std::process::ExitCode {
@@ -49,6 +51,15 @@ fn main() -> std::process::ExitCode {
         Command::CheckConfig { file } => cmd::check_config::run(&file),
         Command::Lists(args) => cmd::lists::run(args),
         Command::Version { models_dir } => cmd::version::run(&models_dir),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "anpr-edge",
+                &mut std::io::stdout(),
+            );
+            Ok(std::process::ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,

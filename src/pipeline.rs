@@ -8,7 +8,9 @@
 //! Every arrow after the frame queue is a bounded channel: when a later stage
 //! is slow, the ones before it wait, and only the frame queue drops (oldest
 //! first, counted per camera). Non-hits end at `policy`; only violations reach
-//! `store`. `status` reads the shared counters beside all of this.
+//! `store`. `status` reads the shared counters beside all of this, and the
+//! watchdog supervisor (`crate::watchdog`) the heartbeats of detect, read,
+//! track, policy and store.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -34,6 +36,7 @@ use crate::status::{self, DeviceFacts};
 use crate::store::{RecordContext, Store};
 use crate::track::Tracker;
 use crate::upload::{self, Backend};
+use crate::watchdog::{Beat, Progress};
 
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
@@ -234,6 +237,8 @@ pub struct Running {
     pub uploader: JoinHandle<()>,
     pub status_task: JoinHandle<()>,
     pub store_path: PathBuf,
+    /// The stages' heartbeats, for the watchdog supervisor.
+    pub progress: Progress,
 }
 
 impl Running {
@@ -261,6 +266,7 @@ fn spawn_thread(
 /// Starts every stage. Must be called inside a tokio runtime.
 pub async fn start(cfg: &Config, parts: Parts) -> Result<Running, PipelineError> {
     let metrics = Metrics::new();
+    let progress = Progress::new(parts.time.clocks.clone());
     let stop = CancellationToken::new();
     let stop_services = CancellationToken::new();
     let cap = cfg.pipeline.channel_capacity;
@@ -298,14 +304,20 @@ pub async fn start(cfg: &Config, parts: Parts) -> Result<Running, PipelineError>
     }
     {
         let (m, s) = (metrics.clone(), stop.clone());
-        let detector = parts.detector;
+        let detector = Box::new(BeatingDetector {
+            inner: parts.detector,
+            beat: progress.beat("detect"),
+        });
         spawn_thread("detect", move || {
             detect::run_stage(detector, queue, detected_tx, m, s)
         })?;
     }
     {
         let (m, rc) = (metrics.clone(), cfg.read.clone());
-        let reader = parts.reader;
+        let reader = Box::new(BeatingReader {
+            inner: parts.reader,
+            beat: progress.beat("read"),
+        });
         spawn_thread("read", move || {
             read::run_stage(reader, rc, detected_rx, read_tx, m)
         })?;
@@ -315,6 +327,7 @@ pub async fn start(cfg: &Config, parts: Parts) -> Result<Running, PipelineError>
         read_rx,
         passage_tx,
         parts.time.clone(),
+        progress.beat("track"),
     ));
     let lists = parts.policy.lists().clone();
     tokio::spawn(run_list_reload(
@@ -346,6 +359,7 @@ pub async fn start(cfg: &Config, parts: Parts) -> Result<Running, PipelineError>
         passage_rx,
         violation_tx,
         metrics.clone(),
+        progress.beat("policy"),
     ));
 
     // Each camera states its own facing in its records.
@@ -367,9 +381,10 @@ pub async fn start(cfg: &Config, parts: Parts) -> Result<Running, PipelineError>
         .collect();
     let recorded = {
         let (m, w) = (metrics.clone(), wake_uploader.clone());
+        let beat = progress.beat("store");
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         spawn_thread("store", move || {
-            run_store(&mut store, &contexts, violation_rx, &m, &w);
+            run_store(&mut store, &contexts, violation_rx, &m, &w, &beat);
             let _ = done_tx.send(());
         })?;
         tokio::spawn(async move {
@@ -404,7 +419,40 @@ pub async fn start(cfg: &Config, parts: Parts) -> Result<Running, PipelineError>
         uploader,
         status_task,
         store_path: cfg.store.path.clone(),
+        progress,
     })
+}
+
+/// Marks the detect stage busy while the detector runs on a frame.
+struct BeatingDetector {
+    inner: Box<dyn PlateDetector>,
+    beat: Arc<Beat>,
+}
+
+impl PlateDetector for BeatingDetector {
+    fn detect(
+        &mut self,
+        image: &image::RgbImage,
+    ) -> Result<Vec<crate::message::Detection>, crate::detect::DetectError> {
+        let inner = &mut self.inner;
+        self.beat.handle(|| inner.detect(image))
+    }
+}
+
+/// Marks the read stage busy while the reader runs on a frame's crops.
+struct BeatingReader {
+    inner: Box<dyn PlateReader>,
+    beat: Arc<Beat>,
+}
+
+impl PlateReader for BeatingReader {
+    fn read(
+        &mut self,
+        crops: &[image::RgbImage],
+    ) -> Result<Vec<crate::read::TextRead>, crate::read::ReadError> {
+        let inner = &mut self.inner;
+        self.beat.handle(|| inner.read(crops))
+    }
 }
 
 async fn log_uploader_end(
@@ -429,6 +477,7 @@ async fn run_track(
     mut input: mpsc::Receiver<ReadFrame>,
     out: mpsc::Sender<Passage>,
     time: TimeSource,
+    beat: Arc<Beat>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last_arrival: HashMap<Arc<str>, Duration> = HashMap::new();
@@ -437,7 +486,7 @@ async fn run_track(
             msg = input.recv() => match msg {
                 Some(frame) => {
                     last_arrival.insert(frame.frame.camera.clone(), time.clocks.monotonic());
-                    tracker.push(&frame)
+                    beat.handle(|| tracker.push(&frame))
                 }
                 None => break,
             },
@@ -473,10 +522,11 @@ async fn run_policy(
     mut input: mpsc::Receiver<Passage>,
     out: mpsc::Sender<Violation>,
     metrics: Arc<Metrics>,
+    beat: Arc<Beat>,
 ) {
     while let Some(passage) = input.recv().await {
         inc(&metrics.passages);
-        let outcome = policy.decide(&passage);
+        let outcome = beat.handle(|| policy.decide(&passage));
         // The reason only: never the plate of a passage that is not acted on.
         tracing::debug!(camera = %passage.camera, direction = passage.direction.as_str(), confidence = passage.confidence, outcome = outcome.reason(), "passage judged");
         match outcome {
@@ -512,6 +562,7 @@ fn run_store(
     mut input: mpsc::Receiver<Violation>,
     metrics: &Metrics,
     wake: &Notify,
+    beat: &Beat,
 ) {
     while let Some(v) = input.blocking_recv() {
         let Some(ctx) = contexts.get(&*v.passage.camera) else {
@@ -522,7 +573,9 @@ fn run_store(
         };
         let mut delay = Duration::from_millis(200);
         loop {
-            match store.record(&v, ctx) {
+            // Busy only inside the write: a store that refuses and is
+            // retried with backoff is working as designed, not stuck.
+            match beat.handle(|| store.record(&v, ctx)) {
                 Ok(id) => {
                     // Even a violation's plate is masked in logs: the log is
                     // not evidence, and may travel further than the store.
