@@ -16,7 +16,7 @@ use std::time::Duration;
 use crate::capture::avi::{Avi, AviError};
 use crate::clock::SyncState;
 use crate::detect::PlateDetector;
-use crate::message::{Frame, Instant2, PlateRead, ReadFrame};
+use crate::message::{Direction, Frame, Instant2, PlateRead, ReadFrame};
 use crate::read::PlateReader;
 use crate::track::Tracker;
 
@@ -106,8 +106,9 @@ pub fn parse_clips_csv(path: &Path, text: &str) -> Result<Vec<ClipRow>, ClipErro
 pub struct ClipOutcome {
     pub file: String,
     pub plates: Vec<String>,
-    /// Text and confidence of each passage, in the order they came out.
-    pub passages: Vec<(String, f32)>,
+    /// Text, confidence and direction of each passage, in the order they
+    /// came out.
+    pub passages: Vec<(String, f32, Direction)>,
     pub frames: usize,
 }
 
@@ -169,7 +170,7 @@ impl fmt::Display for ClipReport {
             let passages: Vec<String> = c
                 .passages
                 .iter()
-                .map(|(t, conf)| format!("{t} ({conf:.2})"))
+                .map(|(t, conf, _)| format!("{t} ({conf:.2})"))
                 .collect();
             let mark = |ok: bool| if ok { "ok" } else { "WRONG" };
             writeln!(
@@ -281,7 +282,7 @@ pub fn evaluate_clips(
             plates: row.plates.clone(),
             passages: passages
                 .iter()
-                .map(|p| (p.text.clone(), p.confidence))
+                .map(|p| (p.text.clone(), p.confidence, p.direction))
                 .collect(),
             frames: avi.len(),
         });
@@ -332,7 +333,10 @@ mod tests {
         let clip = |plates: &[&str], passages: &[&str]| ClipOutcome {
             file: "a.avi".into(),
             plates: plates.iter().map(|p| p.to_string()).collect(),
-            passages: passages.iter().map(|p| (p.to_string(), 0.9)).collect(),
+            passages: passages
+                .iter()
+                .map(|p| (p.to_string(), 0.9, Direction::Unknown))
+                .collect(),
             frames: 36,
         };
         let ok = clip(&["62PBVT", "28RBN4"], &["28RBN4", "62PBVT"]);
