@@ -51,6 +51,8 @@ struct Track {
     /// The text of the most confident read so far, and its confidence.
     lead_text: String,
     lead_confidence: f32,
+    /// The distinct texts read so far (few: one plate, a misread or two).
+    texts: Vec<String>,
 }
 
 impl Track {
@@ -137,16 +139,21 @@ const MAX_TEXT_DISTANCE: usize = 2;
 /// Motion is extrapolated over at most this gap (a few frames of occlusion).
 const MAX_PREDICT_MS: f32 = 500.0;
 
-/// How well a read fits a track at time `now`: higher is better, `None` is no fit.
-fn affinity(track: &Track, read: &PlateRead, now: Duration) -> Option<f32> {
+/// How well a read fits a track whose plate box is `predicted` now: higher is
+/// better, `None` is no fit.
+fn affinity(track: &Track, predicted: &BoxF, read: &PlateRead) -> Option<f32> {
     let b = &read.detection.bbox;
-    let predicted = track.predicted_box(now);
     let iou = predicted.iou(b);
     let (cx, cy) = predicted.center();
     let (rx, ry) = b.center();
     let scale = predicted.width().max(b.width()).max(1.0);
     let dist = ((cx - rx).powi(2) + (cy - ry).powi(2)).sqrt() / scale;
-    let same_text = track.reads.iter().any(|r| r.text == read.text);
+    // A vehicle strays at most about two plate widths from where its motion
+    // predicts it between frames. Checked first: it rules out most pairs
+    // cheaply when many plates are in view.
+    if iou <= 0.0 && dist >= 2.0 {
+        return None;
+    }
     // Where one vehicle leaves the view and the next enters at the same spot
     // moments later, position alone would join them: two confident reads of
     // clearly different plates never belong to one vehicle.
@@ -156,18 +163,45 @@ fn affinity(track: &Track, read: &PlateRead, now: Duration) -> Option<f32> {
     {
         return None;
     }
-    // A vehicle strays at most about two plate widths from where its motion
-    // predicts it between frames; the text breaks ties between neighbours.
-    if iou > 0.0 || dist < 2.0 {
-        Some(iou + (2.0 - dist).max(0.0) + if same_text { 1.0 } else { 0.0 })
-    } else {
-        None
-    }
+    // The text breaks ties between neighbours.
+    let same_text = track.texts.contains(&read.text);
+    Some(iou + (2.0 - dist).max(0.0) + if same_text { 1.0 } else { 0.0 })
 }
 
 fn evidence_score(read: &PlateRead) -> f32 {
-    // Prefer a confident read of a large plate: the officer must read it too.
-    read.confidence * read.detection.bbox.width().max(1.0).sqrt()
+    // Prefer a confident read of a large, sharp plate: the officer must read
+    // it too. Crops all have the reader's height, so their sharpness compares
+    // across frames; a blurred frame of a larger plate may still win.
+    read.confidence
+        * read.detection.bbox.width().max(1.0).sqrt()
+        * (1.0 + sharpness(&read.crop)).sqrt()
+}
+
+/// Mean absolute second difference along x of the crop's green channel (a
+/// stand-in for luma), on every fourth row: near 0 for a blurred or flat crop,
+/// tens for crisp characters, whose strokes are mostly upright. Sampling
+/// keeps it to a few thousand operations a read.
+fn sharpness(crop: &image::RgbImage) -> f32 {
+    let (w, h) = crop.dimensions();
+    let (w, h) = (w as usize, h as usize);
+    if w < 3 || h == 0 {
+        return 0.0;
+    }
+    let raw = crop.as_raw();
+    let (mut sum, mut n) = (0u64, 0u64);
+    for row in raw.chunks_exact(w * 3).skip(h / 8).step_by(4) {
+        // Three neighbouring pixels at a time; their greens are at 1, 4, 7.
+        for p in row.windows(9).step_by(3) {
+            let (a, b, c) = (i32::from(p[1]), i32::from(p[4]), i32::from(p[7]));
+            sum += u64::from((2 * b - a - c).unsigned_abs());
+        }
+        n += (w - 2) as u64;
+    }
+    if n == 0 {
+        0.0
+    } else {
+        sum as f32 / n as f32
+    }
 }
 
 impl Tracker {
@@ -229,10 +263,11 @@ impl Tracker {
         let mut taken = vec![false; tracks.len()];
         // Greedy assignment, strongest pairs first, so two plates in view at once
         // never share a track.
+        let predicted: Vec<BoxF> = tracks.iter().map(|t| t.predicted_box(now.mono)).collect();
         let mut pairs: Vec<(f32, usize, usize)> = Vec::new();
         for (ri, read) in reads.iter().enumerate() {
-            for (ti, t) in tracks.iter().enumerate() {
-                if let Some(a) = affinity(t, read, now.mono) {
+            for (ti, (t, p)) in tracks.iter().zip(&predicted).enumerate() {
+                if let Some(a) = affinity(t, p, read) {
                     pairs.push((a, ri, ti));
                 }
             }
@@ -287,6 +322,9 @@ impl Tracker {
                         t.lead_confidence = read.confidence;
                         t.lead_text = read.text.clone();
                     }
+                    if !t.texts.contains(&read.text) {
+                        t.texts.push(read.text.clone());
+                    }
                     t.reads.push(tr);
                     let score = evidence_score(read);
                     if score > t.best_score {
@@ -307,6 +345,7 @@ impl Tracker {
                     best_score: evidence_score(read),
                     lead_text: read.text.clone(),
                     lead_confidence: read.confidence,
+                    texts: vec![read.text.clone()],
                 }),
             }
         }
@@ -1009,6 +1048,37 @@ mod tests {
         assert_eq!(got, [("AB12CD", 30, 1), ("XY34ZZ", 30, 1)]);
         assert_eq!(out[0].alternatives[0].0, "AB12C0");
         assert_eq!(out[1].alternatives[0].0, "XY34Z2");
+    }
+
+    #[test]
+    fn the_best_frame_is_the_sharpest_at_equal_size_and_confidence() {
+        // Dark bars on white, as characters are; the blurred copy is each
+        // pixel averaged with its neighbours.
+        let sharp = RgbImage::from_fn(120, 48, |x, _| {
+            if x % 8 < 3 {
+                image::Rgb([20, 20, 20])
+            } else {
+                image::Rgb([235, 235, 235])
+            }
+        });
+        let blurred = image::imageops::blur(&sharp, 2.0);
+        assert!(sharpness(&sharp) > 4.0 * sharpness(&blurred));
+        let mut t = Tracker::new(&cfg());
+        for i in 0..5u64 {
+            let mut r = read("AAA11B", 100.0, 150.0, 0.9);
+            r.crop = Arc::new(if i == 3 {
+                sharp.clone()
+            } else {
+                blurred.clone()
+            });
+            t.push(&frame("a", i, i * 100, vec![r]));
+        }
+        let p = t.flush().pop().expect("one passage");
+        assert_eq!(p.best.frame_seq, 3);
+        assert_eq!(
+            p.best.plate_box,
+            read("AAA11B", 100.0, 150.0, 0.9).detection.bbox
+        );
     }
 
     #[test]
