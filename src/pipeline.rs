@@ -311,7 +311,8 @@ pub async fn start(cfg: &Config, parts: Parts) -> Result<Running, PipelineError>
         })?;
     }
     tokio::spawn(run_track(
-        Tracker::with_cameras(&cfg.track, &cfg.cameras),
+        Tracker::with_cameras(&cfg.track, &cfg.cameras)
+            .with_sure_confidence(cfg.policy.min_confidence),
         read_rx,
         passage_tx,
         parts.time.clone(),

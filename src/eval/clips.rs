@@ -246,7 +246,7 @@ pub fn evaluate_clips(
             .frame_interval
             .unwrap_or(Duration::from_secs_f64(1.0 / CLIP_FPS));
         let camera: Arc<str> = row.file.as_str().into();
-        let mut tracker = Tracker::new(&settings.track);
+        let mut tracker = Tracker::new(&settings.track).with_sure_confidence(settings.threshold);
         let mut passages = Vec::new();
         for n in 0..avi.len() {
             let image = avi.decode(n).map_err(|source| ClipError::Avi {

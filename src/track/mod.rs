@@ -117,14 +117,25 @@ pub struct Tracker {
     cameras: HashMap<String, CameraSettings>,
     merge_window: Duration,
     tracks: HashMap<Arc<str>, Vec<Track>>,
-    /// Per camera: keyed digest of each plate given out (or suppressed) within
-    /// the merge window, and the monotonic time it was last seen.
-    recent: HashMap<Arc<str>, HashMap<u64, Duration>>,
+    /// Per camera: keyed digest of each plate given out within the merge
+    /// window, and when it was last seen.
+    recent: HashMap<Arc<str>, HashMap<u64, Recent>>,
+    /// A passage at least this confident is acted on downstream (the
+    /// policy's `min_confidence`); only such a passage suppresses re-reads.
+    sure_confidence: f32,
     /// SipHash with a key drawn at random when the tracker starts: a digest
     /// can not be matched to a plate without that key, which never leaves
     /// this process's memory.
     digest_key: RandomState,
     suppressed: u64,
+}
+
+/// A plate given out recently on one camera.
+struct Recent {
+    /// Monotonic time it was last seen.
+    seen: Duration,
+    /// Whether a passage of it was sure enough to be acted on.
+    sure: bool,
 }
 
 /// Most plates remembered per camera for the merge window; past this the one
@@ -238,9 +249,20 @@ impl Tracker {
             merge_window: Duration::from_secs(cfg.merge_window_s),
             tracks: HashMap::new(),
             recent: HashMap::new(),
+            sure_confidence: 0.0,
             digest_key: RandomState::new(),
             suppressed: 0,
         }
+    }
+
+    /// Only passages at least this confident suppress later re-reads of
+    /// their plate; pass the policy's `min_confidence`. A parked vehicle
+    /// first read too unsurely to be acted on thus still gets a passage from
+    /// a better later read, and at most one sure one per window. Default 0:
+    /// every passage suppresses.
+    pub fn with_sure_confidence(mut self, min_confidence: f32) -> Self {
+        self.sure_confidence = min_confidence;
+        self
     }
 
     fn settings(&self, camera: &str) -> &CameraSettings {
@@ -414,7 +436,7 @@ impl Tracker {
             out.extend(gone.into_iter().filter_map(|t| self.finish(t)));
         }
         let window = self.merge_window;
-        let expired = |seen: &Duration| now.saturating_sub(*seen) > window;
+        let expired = |r: &Recent| now.saturating_sub(r.seen) > window;
         if let Some(recent) = self
             .recent
             .get_mut(camera)
@@ -429,7 +451,7 @@ impl Tracker {
                 .flatten()
                 .map(|t| self.digest_key.hash_one(t.lead_text.as_str()))
                 .collect();
-            recent.retain(|d, seen| !expired(seen) || in_view.contains(d));
+            recent.retain(|d, r| !expired(r) || in_view.contains(d));
             if recent.is_empty() {
                 self.recent.remove(camera);
             }
@@ -437,9 +459,10 @@ impl Tracker {
         out
     }
 
-    /// Turns a closed track into a passage, unless it is too short or its
-    /// plate was given out on this camera within the merge window (a parked
-    /// or queued vehicle read again): then it only renews that plate's digest.
+    /// Turns a closed track into a passage, unless it is too short or a sure
+    /// passage of its plate was given out on this camera within the merge
+    /// window (a parked or queued vehicle read again): then it only renews
+    /// that plate's digest.
     fn finish(&mut self, t: Track) -> Option<Passage> {
         let settings = self.settings(&t.camera);
         let enough = t.reads.len() as u32 >= settings.min_reads;
@@ -450,26 +473,35 @@ impl Tracker {
         }
         let digest = self.digest_key.hash_one(passage.text.as_str());
         let window = self.merge_window;
+        let sure = passage.confidence >= self.sure_confidence;
         let recent = self.recent.entry(passage.camera.clone()).or_default();
-        if let Some(seen) = recent.get_mut(&digest) {
-            if passage.first_seen.mono.saturating_sub(*seen) <= window {
-                *seen = (*seen).max(passage.last_seen.mono);
-                if enough {
-                    self.suppressed += 1;
+        if let Some(r) = recent.get_mut(&digest) {
+            if passage.first_seen.mono.saturating_sub(r.seen) <= window {
+                r.seen = r.seen.max(passage.last_seen.mono);
+                if r.sure || !enough {
+                    self.suppressed += u64::from(enough);
+                    return None;
                 }
-                return None;
+                r.sure = sure;
+                return Some(passage);
             }
         }
         if !enough {
             return None;
         }
         if recent.len() >= MAX_RECENT {
-            let oldest = recent.iter().min_by_key(|(_, s)| **s).map(|(k, _)| *k);
+            let oldest = recent.iter().min_by_key(|(_, r)| r.seen).map(|(k, _)| *k);
             if let Some(k) = oldest {
                 recent.remove(&k);
             }
         }
-        recent.insert(digest, passage.last_seen.mono);
+        recent.insert(
+            digest,
+            Recent {
+                seen: passage.last_seen.mono,
+                sure,
+            },
+        );
         Some(passage)
     }
 }
@@ -478,9 +510,11 @@ impl Tracker {
 /// length that carries most confidence, then at each position the character
 /// whose reads' confidences sum highest. A plate misread differently in
 /// different frames thus still comes out right. A character's confidence is
-/// its summed confidence over all reads of that length, so disagreement lowers
-/// it; the plate's is the lowest character's, scaled by the share of reads
-/// that agreed on the length.
+/// the mean of the reads' confidences in it, each read weighted by its own
+/// confidence and a read of another character counting as 0: disagreement
+/// lowers it, while a faint early read of a distant plate that agrees drags
+/// it down less than the sure reads hold it up. The plate's is the lowest
+/// character's, scaled by the share of reads that agreed on the length.
 fn into_passage(t: Track) -> Option<Passage> {
     let mut by_length: Vec<(usize, f32)> = Vec::new();
     for r in &t.reads {
@@ -501,19 +535,24 @@ fn into_passage(t: Track) -> Option<Passage> {
     let mut text = String::with_capacity(length);
     let mut char_confidences = Vec::with_capacity(length);
     for pos in 0..length {
-        let mut tally: Vec<(char, f32)> = Vec::new();
+        // (character, summed confidence, summed squared confidence)
+        let mut tally: Vec<(char, f32, f32)> = Vec::new();
         for r in &same_length {
             let c = r.text.chars().nth(pos)?;
             let conf = r.char_confidences.get(pos).copied().unwrap_or(r.confidence);
             match tally.iter_mut().find(|x| x.0 == c) {
-                Some(x) => x.1 += conf,
-                None => tally.push((c, conf)),
+                Some(x) => {
+                    x.1 += conf;
+                    x.2 += conf * conf;
+                }
+                None => tally.push((c, conf, conf * conf)),
             }
         }
+        let weight: f32 = tally.iter().map(|x| x.1).sum();
         tally.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        let (c, sum) = *tally.first()?;
+        let &(c, _, squares) = tally.first()?;
         text.push(c);
-        char_confidences.push(sum / same_length.len() as f32);
+        char_confidences.push(if weight > 0.0 { squares / weight } else { 0.0 });
     }
     let min_char = char_confidences.iter().copied().fold(1.0f32, f32::min);
     let confidence = if total > 0.0 {
@@ -983,6 +1022,34 @@ mod tests {
     }
 
     #[test]
+    fn an_unsure_first_passage_does_not_suppress_a_better_later_one() {
+        let mut t = Tracker::new(&merging_cfg()).with_sure_confidence(0.8);
+        let mut out = Vec::new();
+        let mut burst = |t: &mut Tracker, from_ms: u64, conf: f32| {
+            for i in 0..3u64 {
+                out.extend(t.push(&frame(
+                    "a",
+                    from_ms / 100 + i,
+                    from_ms + i * 100,
+                    vec![read("VAN01X", 1500.0, 150.0, conf)],
+                )));
+            }
+        };
+        // Read unsurely as it parks, surely 20 s later, then surely again.
+        burst(&mut t, 0, 0.6);
+        burst(&mut t, 20_000, 0.9);
+        burst(&mut t, 40_000, 0.95);
+        out.extend(t.flush());
+        let confs: Vec<f32> = out.iter().map(|p| p.confidence).collect();
+        assert_eq!(confs.len(), 2, "the third is a duplicate of a sure one");
+        assert!(
+            (confs[0] - 0.6).abs() < 1e-5 && (confs[1] - 0.9).abs() < 1e-5,
+            "{confs:?}"
+        );
+        assert_eq!(t.take_suppressed(), 1);
+    }
+
+    #[test]
     fn per_camera_min_reads_and_close_timeout_override_the_track_section() {
         let cam = camera("min_reads = 4\nclose_after_ms = 3000");
         let mut t = Tracker::with_cameras(&cfg(), &[cam]);
@@ -1101,11 +1168,12 @@ mod tests {
         let p = t.flush().pop().expect("one passage");
         assert_eq!(p.text, "52RNXB");
         assert_eq!((p.reads, p.frames), (10, 10));
-        // Each read gives every character its plate confidence: agreeing
-        // positions average all ten reads, the flipped one counts only the
-        // seven that read B.
-        let agree = (7.0 * 0.9 + 3.0 * 0.6) / 10.0;
-        let last = 7.0 * 0.9 / 10.0;
+        // Each read gives every character its plate confidence, and weighs
+        // as much: agreeing positions are the weighted mean of all ten
+        // reads, the flipped one counts only the seven that read B.
+        let weight = 7.0 * 0.9 + 3.0 * 0.6;
+        let agree = (7.0 * 0.81 + 3.0 * 0.36) / weight;
+        let last = 7.0 * 0.81 / weight;
         let want = [agree, agree, agree, agree, agree, last];
         for (got, want) in p.char_confidences.iter().zip(want) {
             assert!((got - want).abs() < 1e-5, "{:?}", p.char_confidences);
