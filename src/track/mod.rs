@@ -12,8 +12,9 @@
 //! timeout. So that it makes one passage, not one per burst, each camera keeps
 //! a keyed digest (never the text) of the plates it gave out, with when each
 //! was last seen; a closed track whose plate is among them, seen again within
-//! `merge_window_s`, is counted as a suppressed duplicate and only renews the
-//! digest. Digests live in memory only and are forgotten when the window ends.
+//! `merge_window_s` of a passage sure enough to be acted on, is counted as a
+//! suppressed duplicate and only renews the digest. Digests live in memory
+//! only and are forgotten when the window ends.
 //!
 //! Per camera, an optional region of interest drops plates centred outside
 //! it, and optional lanes give each passage the lane holding its best plate.
