@@ -258,6 +258,13 @@ pub struct CameraConfig {
     /// Lanes in view; a passage is given the lane containing its plate.
     #[serde(default)]
     pub lanes: Vec<LaneConfig>,
+    /// Fewest reads for a passage on this camera (default: `track.min_reads`).
+    #[serde(default)]
+    pub min_reads: Option<u32>,
+    /// A plate not seen this long on this camera ends its passage (default:
+    /// `track.close_after_ms`).
+    #[serde(default)]
+    pub close_after_ms: Option<u64>,
 }
 
 /// One lane of a camera's view.
@@ -350,8 +357,9 @@ pub struct TrackConfig {
     #[serde(default = "default_min_reads")]
     pub min_reads: u32,
     /// A plate read again on the same camera within this many seconds after
-    /// its passage closed (a parked or queued vehicle) joins that passage; a
-    /// passage is held back this long. 0: never merge, emit at once.
+    /// it was last seen there (a parked or queued vehicle) makes no new
+    /// passage. Passages are never held back for it. 0: every closed track
+    /// is a passage.
     #[serde(default = "default_merge_window_s")]
     pub merge_window_s: u64,
 }
@@ -795,6 +803,9 @@ impl Config {
                 )),
                 _ => {}
             }
+            if cam.min_reads == Some(0) {
+                p.push((k("min_reads"), "must be at least 1".into()));
+            }
             if cam.roi.as_ref().is_some_and(|r| r.len() < 3) {
                 p.push((k("roi"), "a polygon needs at least 3 points".into()));
             }
@@ -1102,6 +1113,25 @@ ca_cert = "ca.pem"
         assert_eq!(cfg.cameras.len(), 1);
         assert_eq!(cfg.detect.min_score, 0.1);
         assert_eq!(cfg.status.listen, "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn per_camera_track_settings_parse_and_zero_reads_names_its_camera() {
+        let good = MINIMAL.replace(
+            "path = \"frames\"",
+            "path = \"frames\"\nmin_reads = 4\nclose_after_ms = 3000",
+        );
+        let cfg = Config::parse(&good).expect("valid");
+        assert_eq!(cfg.cameras[0].min_reads, Some(4));
+        assert_eq!(cfg.cameras[0].close_after_ms, Some(3000));
+        let cfg = Config::parse(MINIMAL).expect("valid");
+        assert_eq!(
+            (cfg.cameras[0].min_reads, cfg.cameras[0].close_after_ms),
+            (None, None)
+        );
+        let bad = MINIMAL.replace("path = \"frames\"", "path = \"frames\"\nmin_reads = 0");
+        let problems = Config::parse(&bad).expect_err("zero reads");
+        assert_eq!(problems[0].key, "camera[0].min_reads");
     }
 
     #[test]

@@ -33,6 +33,8 @@ use crate::message::{BoxF, Detection, Frame, Instant2, PlateRead, ReadFrame};
 use crate::read::{self, PlateReader, ReadError, TextRead};
 use crate::track::Tracker;
 
+pub mod clips;
+
 /// A detection finds a labelled box when their IoU is at least this.
 pub const DETECT_IOU: f32 = 0.5;
 /// A read is matched to a labelled box (in images with several plates) only
@@ -858,6 +860,17 @@ fn run_image(
             source,
         })?
         .to_rgb8();
+    run_rgb(image, path, detector, reader, cfg)
+}
+
+/// Detects and reads one decoded image; `path` names it in errors.
+fn run_rgb(
+    image: RgbImage,
+    path: &Path,
+    detector: &mut dyn PlateDetector,
+    reader: &mut dyn PlateReader,
+    cfg: &ReadConfig,
+) -> Result<ImageRun, EvalError> {
     let started = Instant::now();
     let detections = detector
         .detect(&image)

@@ -42,6 +42,9 @@ pub struct Metrics {
     pub plates_read: AtomicU64,
     pub reads_rejected: AtomicU64,
     pub passages: AtomicU64,
+    /// Closed tracks not passed on: re-reads of a plate that the same camera
+    /// gave out within `track.merge_window_s` (parked or queued vehicles).
+    pub duplicates_suppressed: AtomicU64,
     /// Passages that ended at policy for any reason but low confidence; the
     /// reasons are broken down in the counters below.
     pub non_hits: AtomicU64,
@@ -101,6 +104,7 @@ impl Metrics {
             plates_read: g(&self.plates_read),
             reads_rejected: g(&self.reads_rejected),
             passages: g(&self.passages),
+            duplicates_suppressed: g(&self.duplicates_suppressed),
             non_hits: g(&self.non_hits),
             low_confidence_passages: g(&self.low_confidence_passages),
             outside_hours: g(&self.outside_hours),
@@ -155,6 +159,7 @@ pub struct MetricsSnapshot {
     pub plates_read: u64,
     pub reads_rejected: u64,
     pub passages: u64,
+    pub duplicates_suppressed: u64,
     pub non_hits: u64,
     pub low_confidence_passages: u64,
     pub outside_hours: u64,

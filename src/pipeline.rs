@@ -323,11 +323,13 @@ pub async fn start(cfg: &Config, parts: Parts) -> Result<Running, PipelineError>
         })?;
     }
     tokio::spawn(run_track(
-        Tracker::with_cameras(&cfg.track, &cfg.cameras),
+        Tracker::with_cameras(&cfg.track, &cfg.cameras)
+            .with_sure_confidence(cfg.policy.min_confidence),
         read_rx,
         passage_tx,
         parts.time.clone(),
         progress.beat("track"),
+        metrics.clone(),
     ));
     let lists = parts.policy.lists().clone();
     tokio::spawn(run_list_reload(
@@ -471,13 +473,16 @@ async fn log_uploader_end(
 const CAMERA_STALL: Duration = Duration::from_secs(30);
 
 /// The track stage: passes frames to the tracker (which closes tracks on the
-/// frames' own clock), and closes the tracks of a camera that has stalled.
+/// frames' own clock and gives each passage out as soon as its track closes),
+/// closes the tracks of a camera that has stalled, and counts the re-reads of
+/// parked vehicles that it suppressed.
 async fn run_track(
     mut tracker: Tracker,
     mut input: mpsc::Receiver<ReadFrame>,
     out: mpsc::Sender<Passage>,
     time: TimeSource,
     beat: Arc<Beat>,
+    metrics: Arc<Metrics>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last_arrival: HashMap<Arc<str>, Duration> = HashMap::new();
@@ -503,13 +508,22 @@ async fn run_track(
                 }).collect()
             },
         };
+        metrics.duplicates_suppressed.fetch_add(
+            tracker.take_suppressed(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         for p in passages {
             if out.send(p).await.is_err() {
                 return;
             }
         }
     }
-    for p in tracker.flush() {
+    let last = tracker.flush();
+    metrics.duplicates_suppressed.fetch_add(
+        tracker.take_suppressed(),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    for p in last {
         if out.send(p).await.is_err() {
             return;
         }

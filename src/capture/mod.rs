@@ -5,6 +5,7 @@
 //! the oldest frame is dropped and counted against its camera. This stage never
 //! sees plates, and writes nothing to disk.
 
+pub mod avi;
 pub mod replay;
 pub mod v4l2;
 

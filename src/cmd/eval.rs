@@ -2,7 +2,8 @@
 //!
 //! Loads the detector and reader (from `--config`, or the defaults), hands
 //! them to [`anpr_edge::eval::evaluate`] and prints its report; optionally
-//! writes the per-image CSV and the crops that were read wrong.
+//! writes the per-image CSV and the crops that were read wrong. With `--clips`
+//! it plays labelled MJPG AVI clips through the tracker instead (passages per clip).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -18,8 +19,12 @@ use anpr_edge::pipeline;
 pub struct EvalArgs {
     /// Folder with one sub-folder per source, each holding a manifest.csv
     /// (`file,plate_text,x1,y1,x2,y2,country`).
-    #[arg(long)]
-    pub data: PathBuf,
+    #[arg(long, required_unless_present = "clips")]
+    pub data: Option<PathBuf>,
+    /// Instead of `--data`: a folder with `clips.csv` (`file,...,plate_texts,...`)
+    /// and MJPG AVI clips; counts per clip the passages against its plates.
+    #[arg(long, conflicts_with = "data")]
+    pub clips: Option<PathBuf>,
     /// Daemon config to take runtime, detect, read, track and policy settings
     /// from (default: the built-in defaults, models in models/cache).
     #[arg(long, short)]
@@ -56,6 +61,34 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
                 settings.runtime.models_dir.display()
             )
         })?;
+    if let Some(dir) = &args.clips {
+        let mut progress = |clip: &str, done: usize, total: usize| {
+            eprint!("\r{done}/{total} clips {clip:<40}");
+            let _ = std::io::stderr().flush();
+        };
+        let report = eval::clips::evaluate_clips(
+            dir,
+            detector.as_mut(),
+            reader.as_mut(),
+            &settings,
+            &mut progress,
+        )
+        .with_context(|| format!("evaluating clips in {}", dir.display()))?;
+        eprintln!();
+        println!(
+            "anpr-edge eval of the clips in {} (read.min_confidence {:.2}, track.close_after_ms {}, track.min_reads {})",
+            dir.display(),
+            settings.read.min_confidence,
+            settings.track.close_after_ms,
+            settings.track.min_reads,
+        );
+        println!();
+        print!("{report}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let Some(data) = &args.data else {
+        anyhow::bail!("give --data or --clips");
+    };
     let options = EvalOptions {
         sources: args.source.clone(),
         failures: args.failures.clone(),
@@ -72,18 +105,18 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         let _ = std::io::stderr().flush();
     };
     let report = eval::evaluate(
-        &args.data,
+        data,
         detector.as_mut(),
         reader.as_mut(),
         &settings,
         &options,
         &mut progress,
     )
-    .with_context(|| format!("evaluating {}", args.data.display()))?;
+    .with_context(|| format!("evaluating {}", data.display()))?;
     eprintln!();
     println!(
         "anpr-edge eval of {} (threshold {:.2}, read.min_confidence {:.2}, read.min_chars {})",
-        args.data.display(),
+        data.display(),
         settings.threshold,
         settings.read.min_confidence,
         settings.read.min_chars
