@@ -2,7 +2,9 @@
 //!
 //! Rectifies each plate from its four corners, runs a [`PlateReader`] on the
 //! crops and passes the frame on with its reads. Text stays in memory; this
-//! stage writes nothing to disk or to logs.
+//! stage writes nothing to disk or to logs. The reader is chosen by
+//! `read.model` ([`build_reader`]): PP-OCR ([`ppocr`]), the project's own CRNN
+//! ([`crnn`]) or the two in a cascade; all decode through [`dutch`].
 
 pub mod crnn;
 pub mod dutch;
