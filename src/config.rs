@@ -176,8 +176,8 @@ pub struct ReadConfig {
     /// Which reader reads the crops.
     #[serde(default)]
     pub model: ReaderModel,
-    /// Cascade only: own reads below this confidence (or of an implausible
-    /// length) are read again by PP-OCR, whose read then stands.
+    /// Cascade only: a frame with an own read below this confidence (or of an
+    /// implausible length) is read again by PP-OCR.
     #[serde(default = "default_cascade_below")]
     pub cascade_below: f32,
 }
