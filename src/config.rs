@@ -190,6 +190,40 @@ pub struct ReadConfig {
     /// Fewest characters a plate may have.
     #[serde(default = "default_min_chars")]
     pub min_chars: usize,
+    /// Which reader reads the crops.
+    #[serde(default)]
+    pub model: ReaderModel,
+    /// Cascade only: a frame with an own read below this confidence (or of an
+    /// implausible length) is read again by PP-OCR.
+    #[serde(default = "default_cascade_below")]
+    pub cascade_below: f32,
+}
+
+/// The plate reader to use (`read.model`).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ReaderModel {
+    /// The project's own CRNN (`models/plate_crnn.onnx`).
+    Own,
+    /// PP-OCRv4's text recogniser from the rapidocr wheel.
+    #[default]
+    Ppocr,
+    /// The own reader, and PP-OCR for the crops it is unsure of.
+    Cascade,
+}
+
+impl std::str::FromStr for ReaderModel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "own" => Ok(ReaderModel::Own),
+            "ppocr" => Ok(ReaderModel::Ppocr),
+            "cascade" => Ok(ReaderModel::Cascade),
+            other => Err(format!(
+                "unknown reader `{other}`, expected own, ppocr or cascade"
+            )),
+        }
+    }
 }
 
 impl Default for ReadConfig {
@@ -197,8 +231,14 @@ impl Default for ReadConfig {
         ReadConfig {
             min_confidence: default_read_min_conf(),
             min_chars: default_min_chars(),
+            model: ReaderModel::default(),
+            cascade_below: default_cascade_below(),
         }
     }
+}
+
+fn default_cascade_below() -> f32 {
+    0.8
 }
 
 fn default_read_min_conf() -> f32 {
@@ -765,6 +805,12 @@ impl Config {
                 "must be between 0 and 1".into(),
             ));
         }
+        if !(0.0..=1.0).contains(&self.read.cascade_below) {
+            p.push((
+                "read.cascade_below".into(),
+                "must be between 0 and 1".into(),
+            ));
+        }
         if !(0.0..=1.0).contains(&self.policy.min_confidence) {
             p.push((
                 "policy.min_confidence".into(),
@@ -1158,6 +1204,39 @@ ca_cert = "ca.pem"
         );
         let problems = Config::parse(&lanes).expect_err("short lane");
         assert_eq!(problems[0].key, "camera[0].lanes");
+    }
+
+    #[test]
+    fn the_reader_is_chosen_by_read_model() {
+        let cfg = Config::parse(MINIMAL).expect("valid");
+        assert_eq!(cfg.read.model, ReaderModel::Ppocr);
+        for (name, want) in [
+            ("own", ReaderModel::Own),
+            ("ppocr", ReaderModel::Ppocr),
+            ("cascade", ReaderModel::Cascade),
+        ] {
+            let text = format!("{MINIMAL}\n[read]\nmodel = \"{name}\"\ncascade_below = 0.7\n");
+            let cfg = Config::parse(&text).expect("valid");
+            assert_eq!(cfg.read.model, want);
+            assert_eq!(cfg.read.cascade_below, 0.7);
+            assert_eq!(name.parse::<ReaderModel>(), Ok(want));
+        }
+        let text = format!("{MINIMAL}\n[read]\nmodel = \"tesseract\"\n");
+        let problems = Config::parse(&text).expect_err("unknown reader");
+        let line = text
+            .lines()
+            .position(|l| l.starts_with("model"))
+            .expect("present")
+            + 1;
+        assert_eq!(problems[0].line, Some(line), "{problems:?}");
+        assert!(
+            problems[0].message.contains("`own`, `ppocr`, `cascade`"),
+            "{problems:?}"
+        );
+        assert!("tesseract".parse::<ReaderModel>().is_err());
+        let text = format!("{MINIMAL}\n[read]\ncascade_below = 1.5\n");
+        let problems = Config::parse(&text).expect_err("out of range");
+        assert_eq!(problems[0].key, "read.cascade_below");
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub const RUNTIME_ID: &str = "onnxruntime";
 pub const DETECTOR_ID: &str = "clp_det";
 /// Manifest id of the text reader.
 pub const READER_ID: &str = "ppocr_rec";
+/// Manifest id of the project's own plate reader (trained in `models/training/`).
+pub const OWN_READER_ID: &str = "plate_crnn";
 
 const FETCH_HINT: &str = "run `make models` (scripts/fetch-models.sh)";
 
@@ -91,11 +93,27 @@ pub struct Artifact {
     pub version: String,
     /// File name under the models folder.
     pub file: String,
-    /// Path of the file inside the wheel.
+    /// Path of the file inside the wheel (empty for a file kept in the repository).
+    #[serde(default)]
     pub path_in_wheel: String,
     pub input_layout: String,
     pub preprocessing: String,
+    #[serde(default)]
     pub wheel: Vec<Wheel>,
+    /// A file built by this project and committed to the repository instead
+    /// of taken from a wheel; `make models` copies it into the models folder.
+    #[serde(default)]
+    pub in_repo: Option<InRepo>,
+}
+
+/// A model file kept in the repository.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InRepo {
+    /// Path relative to the repository root.
+    pub path: String,
+    /// sha256 of the file.
+    pub sha256: String,
 }
 
 /// One wheel of an artifact, for one platform.
@@ -132,8 +150,26 @@ impl Manifest {
                 origin: origin.to_string(),
                 message,
             };
-            if a.wheel.is_empty() {
-                return Err(bad(format!("artifact `{}` lists no wheel", a.id)));
+            match (&a.in_repo, a.wheel.is_empty()) {
+                (None, true) => {
+                    return Err(bad(format!(
+                        "artifact `{}` lists no wheel and no in_repo file",
+                        a.id
+                    )))
+                }
+                (Some(_), false) => {
+                    return Err(bad(format!(
+                        "artifact `{}` lists both wheels and an in_repo file",
+                        a.id
+                    )))
+                }
+                (Some(r), true) if !is_sha256_hex(&r.sha256) => {
+                    return Err(bad(format!(
+                        "artifact `{}` in_repo {}: sha256 `{}` is not 64 lower-case hex digits",
+                        a.id, r.path, r.sha256
+                    )))
+                }
+                _ => {}
             }
             for w in &a.wheel {
                 for (what, v) in [("sha256", &w.sha256), ("file_sha256", &w.file_sha256)] {
@@ -177,6 +213,9 @@ impl Artifact {
 
     /// sha256 of the extracted file for this machine's architecture.
     pub fn file_sha256(&self) -> Result<&str, ModelError> {
+        if let Some(r) = &self.in_repo {
+            return Ok(&r.sha256);
+        }
         Ok(&self.wheel_for(std::env::consts::ARCH)?.file_sha256)
     }
 }
@@ -572,6 +611,7 @@ mod tests {
         for id in [RUNTIME_ID, DETECTOR_ID, READER_ID] {
             let a = m.artifact(id).expect(id);
             assert!(!a.wheel.is_empty());
+            assert!(a.in_repo.is_none());
             for w in &a.wheel {
                 assert!(is_sha256_hex(&w.sha256), "{id}: {}", w.sha256);
                 assert!(is_sha256_hex(&w.file_sha256), "{id}: {}", w.file_sha256);
@@ -581,6 +621,16 @@ mod tests {
         assert_eq!(rt.role, Role::Runtime);
         assert!(rt.wheel_for("x86_64").is_ok() && rt.wheel_for("aarch64").is_ok());
         assert!(rt.wheel_for("riscv64").is_err());
+    }
+
+    #[test]
+    fn the_own_reader_is_pinned_and_its_committed_file_matches() {
+        let m = Manifest::embedded().expect("manifest");
+        let a = m.artifact(OWN_READER_ID).expect("own reader");
+        assert_eq!(a.role, Role::Reader);
+        let r = a.in_repo.as_ref().expect("kept in the repository");
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(&r.path);
+        verify_file(&path, a.file_sha256().expect("sha")).expect("committed file matches");
     }
 
     #[test]

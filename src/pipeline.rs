@@ -23,14 +23,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::capture::{self, CaptureError, FrameQueue, FrameSource};
 use crate::clock::TimeSource;
-use crate::config::{CameraConfig, CameraSource, Config, DetectConfig, RuntimeConfig};
+use crate::config::{CameraConfig, CameraSource, Config, DetectConfig, ReadConfig, RuntimeConfig};
 use crate::detect::retina::RetinaPlateDetector;
 use crate::detect::{self, PlateDetector};
 use crate::message::{Passage, ReadFrame, Violation};
 use crate::metrics::{inc, Metrics};
 use crate::models::ModelSet;
 use crate::policy::{Outcome, Policy};
-use crate::read::ppocr::PpOcrReader;
 use crate::read::{self, PlateReader};
 use crate::status::{self, DeviceFacts};
 use crate::store::{RecordContext, Store};
@@ -111,7 +110,7 @@ pub struct Inference {
 /// Loads ONNX Runtime and the configured models (each checked against the
 /// manifest's sha256 first) and describes them for records and the status page.
 pub fn inference_from_config(cfg: &Config) -> Result<Inference, PipelineError> {
-    let (detector, reader) = detector_and_reader(&cfg.runtime, &cfg.detect)?;
+    let (detector, reader) = detector_and_reader(&cfg.runtime, &cfg.detect, &cfg.read)?;
     let manifest = crate::models::Manifest::embedded()?;
     let describe = |id: &str| {
         manifest
@@ -122,11 +121,11 @@ pub fn inference_from_config(cfg: &Config) -> Result<Inference, PipelineError> {
     let facts = DeviceFacts {
         device_id: cfg.device.id.clone(),
         software_version: env!("CARGO_PKG_VERSION").to_string(),
-        model_versions: format!(
-            "{}; {}",
-            describe(crate::models::DETECTOR_ID),
-            describe(crate::models::READER_ID)
-        ),
+        model_versions: std::iter::once(crate::models::DETECTOR_ID)
+            .chain(crate::read::model_ids(cfg.read.model).iter().copied())
+            .map(describe)
+            .collect::<Vec<_>>()
+            .join("; "),
         runtime_version: describe(crate::models::RUNTIME_ID),
     };
     Ok(Inference {
@@ -141,11 +140,12 @@ pub fn inference_from_config(cfg: &Config) -> Result<Inference, PipelineError> {
 pub fn detector_and_reader(
     runtime: &RuntimeConfig,
     detect: &DetectConfig,
+    read: &ReadConfig,
 ) -> Result<DetectorAndReader, PipelineError> {
     let models = ModelSet::new(runtime)?;
     let detector = RetinaPlateDetector::new(&models, detect)?;
-    let reader = PpOcrReader::new(&models)?;
-    Ok((Box::new(detector), Box::new(reader)))
+    let reader = crate::read::build_reader(&models, read)?;
+    Ok((Box::new(detector), reader))
 }
 
 /// The zone rules and the signed lists of a config. No hit list means no

@@ -30,7 +30,8 @@ fn run(dir: &Path) -> ClipReport {
         ..EvalSettings::default()
     };
     let (mut det, mut reader) =
-        pipeline::detector_and_reader(&settings.runtime, &settings.detect).expect("models load");
+        pipeline::detector_and_reader(&settings.runtime, &settings.detect, &settings.read)
+            .expect("models load");
     evaluate_clips(
         dir,
         det.as_mut(),

@@ -31,7 +31,7 @@ fn settings() -> EvalSettings {
 fn run_eval(data: &Path, options: &EvalOptions) -> Report {
     let s = settings();
     let (mut det, mut reader) =
-        pipeline::detector_and_reader(&s.runtime, &s.detect).expect("models load");
+        pipeline::detector_and_reader(&s.runtime, &s.detect, &s.read).expect("models load");
     eval::evaluate(
         data,
         det.as_mut(),

@@ -39,6 +39,9 @@ pub struct EvalArgs {
     /// Acceptance threshold (default: the config's policy.min_confidence, else 0.8).
     #[arg(long)]
     pub threshold: Option<f32>,
+    /// Reader to use: own, ppocr or cascade (default: the config's read.model).
+    #[arg(long)]
+    pub reader: Option<anpr_edge::config::ReaderModel>,
     /// Only this source (repeatable; default: all).
     #[arg(long)]
     pub source: Vec<String>,
@@ -54,13 +57,17 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
         anyhow::ensure!((0.0..=1.0).contains(&t), "--threshold {t} is outside 0..=1");
         settings.threshold = t;
     }
+    if let Some(r) = args.reader {
+        settings.read.model = r;
+    }
     let (mut detector, mut reader) =
-        pipeline::detector_and_reader(&settings.runtime, &settings.detect).with_context(|| {
-            format!(
-                "cannot load the models from {} (run `make models`)",
-                settings.runtime.models_dir.display()
-            )
-        })?;
+        pipeline::detector_and_reader(&settings.runtime, &settings.detect, &settings.read)
+            .with_context(|| {
+                format!(
+                    "cannot load the models from {} (run `make models`)",
+                    settings.runtime.models_dir.display()
+                )
+            })?;
     if let Some(dir) = &args.clips {
         let mut progress = |clip: &str, done: usize, total: usize| {
             eprint!("\r{done}/{total} clips {clip:<40}");
@@ -115,8 +122,9 @@ pub fn run(args: EvalArgs) -> anyhow::Result<ExitCode> {
     .with_context(|| format!("evaluating {}", data.display()))?;
     eprintln!();
     println!(
-        "anpr-edge eval of {} (threshold {:.2}, read.min_confidence {:.2}, read.min_chars {})",
+        "anpr-edge eval of {} (reader {:?}, threshold {:.2}, read.min_confidence {:.2}, read.min_chars {})",
         data.display(),
+        settings.read.model,
         settings.threshold,
         settings.read.min_confidence,
         settings.read.min_chars

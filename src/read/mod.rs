@@ -2,8 +2,11 @@
 //!
 //! Rectifies each plate from its four corners, runs a [`PlateReader`] on the
 //! crops and passes the frame on with its reads. Text stays in memory; this
-//! stage writes nothing to disk or to logs.
+//! stage writes nothing to disk or to logs. The reader is chosen by
+//! `read.model` ([`build_reader`]): PP-OCR ([`ppocr`]), the project's own CRNN
+//! ([`crnn`]) or the two in a cascade; all decode through [`dutch`].
 
+pub mod crnn;
 pub mod dutch;
 pub mod ppocr;
 pub mod rectify;
@@ -44,9 +47,35 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use crate::config::ReadConfig;
+use crate::config::{ReadConfig, ReaderModel};
 use crate::message::{DetectedFrame, Detection, PlateRead, ReadFrame};
 use crate::metrics::{inc, Metrics};
+use crate::models::{ModelError, ModelSet, OWN_READER_ID, READER_ID};
+
+/// The reader `cfg.model` names, its model files checked and loaded.
+pub fn build_reader(
+    models: &ModelSet,
+    cfg: &ReadConfig,
+) -> Result<Box<dyn PlateReader>, ModelError> {
+    Ok(match cfg.model {
+        ReaderModel::Own => Box::new(crnn::CrnnReader::new(models)?),
+        ReaderModel::Ppocr => Box::new(ppocr::PpOcrReader::new(models)?),
+        ReaderModel::Cascade => Box::new(crnn::CascadeReader::new(
+            crnn::CrnnReader::new(models)?,
+            ppocr::PpOcrReader::new(models)?,
+            cfg.cascade_below,
+        )),
+    })
+}
+
+/// Manifest ids of the models `model` reads with.
+pub fn model_ids(model: ReaderModel) -> &'static [&'static str] {
+    match model {
+        ReaderModel::Own => &[OWN_READER_ID],
+        ReaderModel::Ppocr => &[READER_ID],
+        ReaderModel::Cascade => &[OWN_READER_ID, READER_ID],
+    }
+}
 
 /// Rectifies every detection in `image` and reads it. A plate whose corners
 /// leave its layout in doubt ([`rectify::is_squat`]) is read twice, as one
