@@ -3,7 +3,7 @@
 //! Measures the newest frame (focus as the variance of the Laplacian, an
 //! exposure histogram, each plate's pixel height against what the reader
 //! needs) and draws it over a copy of the frame: region of interest, lanes,
-//! plate boxes and the histogram. Works on memory only: the JPEG is made for
+//! plate boxes (their pixels made unreadable) and the histogram. Works on memory only: the JPEG is made for
 //! one answer (and a short cache) and never written anywhere. It never sees
 //! plate text.
 
@@ -238,6 +238,9 @@ fn draw_overlays(img: &mut RgbImage, a: &Analysis, layout: &Layout, camera: &str
         }
     }
     for p in &a.plates {
+        pixelate(img, p);
+    }
+    for p in &a.plates {
         let color = if p.tall_enough && p.in_roi {
             GREEN
         } else {
@@ -258,6 +261,44 @@ fn draw_overlays(img: &mut RgbImage, a: &Analysis, layout: &Layout, camera: &str
     );
     label(img, 4, 3, text, &head, WHITE);
     draw_histogram(img, &a.histogram);
+}
+
+/// Makes a plate unreadable in the snapshot (its text is masked
+/// everywhere on the page); its size and sharpness are measured beforehand.
+fn pixelate(img: &mut RgbImage, p: &PlateBox) {
+    let (w, h) = (img.width() as f32, img.height() as f32);
+    let x1 = p.x1.clamp(0.0, w) as u32;
+    let x2 = p.x2.clamp(0.0, w).ceil() as u32;
+    let y1 = p.y1.clamp(0.0, h) as u32;
+    let y2 = p.y2.clamp(0.0, h).ceil() as u32;
+    // Blocks of a third of the plate's height: no character survives.
+    let block = ((y2.saturating_sub(y1)) / 3).max(4);
+    let mut by = y1;
+    while by < y2 {
+        let mut bx = x1;
+        let bh = block.min(y2 - by);
+        while bx < x2 {
+            let bw = block.min(x2 - bx);
+            let mut sum = [0u32; 3];
+            for y in by..by + bh {
+                for x in bx..bx + bw {
+                    let px = img.get_pixel(x, y);
+                    for c in 0..3 {
+                        sum[c] += u32::from(px[c]);
+                    }
+                }
+            }
+            let n = (bw * bh).max(1);
+            let avg = Rgb(sum.map(|v| (v / n) as u8));
+            for y in by..by + bh {
+                for x in bx..bx + bw {
+                    img.put_pixel(x, y, avg);
+                }
+            }
+            bx += bw;
+        }
+        by += bh;
+    }
 }
 
 fn draw_histogram(img: &mut RgbImage, hist: &[u32]) {
@@ -379,6 +420,14 @@ mod tests {
         let mut img = (*f.frame.image).clone();
         draw_overlays(&mut img, &a, &layout, "c");
         assert_eq!(*img.get_pixel(10, 56), RED);
+        // Inside a plate (its first 8 px block, off the drawn edges), the
+        // checkerboard of 8 px cells is averaged away.
+        let inside: Vec<Rgb<u8>> = (12..18).map(|x| *img.get_pixel(x, 16)).collect();
+        assert!(inside.windows(2).all(|w| w[0] == w[1]), "{inside:?}");
+        assert_ne!(
+            f.frame.image.get_pixel(12, 16),
+            f.frame.image.get_pixel(17, 16)
+        );
         assert_eq!(*img.get_pixel(70, 24), GREEN);
         assert_eq!(*img.get_pixel(95, 30), RED);
     }
