@@ -1154,6 +1154,30 @@ ca_cert = "ca.pem"
     }
 
     #[test]
+    fn status_keys_are_checked_by_name() {
+        let text = format!(
+            "{MINIMAL}\n[status]\npassword_hash = \"plain-text\"\ntls_cert = \"c.pem\"\nalso_listen = [\"nowhere\"]\n"
+        );
+        let problems = Config::parse(&text).expect_err("three problems");
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "status.also_listen",
+                "status.password_hash",
+                "status.tls_cert"
+            ]
+        );
+        let hash = crate::status::auth::hash_password("a-good-password").expect("hash");
+        let cfg = Config::parse(&format!(
+            "{MINIMAL}\n[status]\npassword_hash = \"{hash}\"\n"
+        ))
+        .expect("a PHC string is accepted");
+        assert_eq!(cfg.status.lockout_after, 5);
+        assert_eq!(cfg.status.plate_height_needed_px, 20);
+    }
+
+    #[test]
     fn roi_and_lanes_parse_and_a_short_polygon_names_its_camera() {
         let good = MINIMAL.replace(
             "path = \"frames\"",
