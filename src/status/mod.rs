@@ -251,7 +251,11 @@ async fn require_login(State(app): State<App>, req: Request, next: Next) -> Resp
     if let Some(pw) = basic_password(req.headers()) {
         let who = peer(req.extensions().get::<ConnectInfo<SocketAddr>>());
         match check_blocking(&app.0.auth, pw, false).await {
-            Login::Ok(_) => return next.run(req).await,
+            Login::Ok(_) => {
+                // Debug only: a Prometheus scraper logs in every few seconds.
+                tracing::debug!(peer = %who, %path, "status request with HTTP Basic");
+                return next.run(req).await;
+            }
             outcome => {
                 tracing::warn!(peer = %who, %path, outcome = ?outcome_word(&outcome), "status login (basic) failed");
                 if let Login::LockedOut(d) = outcome {
