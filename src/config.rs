@@ -631,21 +631,64 @@ fn default_backoff_max() -> u64 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StatusConfig {
-    /// Address of the technician's status endpoint.
+    /// Address of the technician's status page.
     #[serde(default = "default_status_listen")]
     pub listen: String,
+    /// More addresses to serve the same page on (e.g. the maintenance port's).
+    #[serde(default)]
+    pub also_listen: Vec<String>,
+    /// The technician password's Argon2 hash (PHC string), as `anpr-edge
+    /// passwd` prints it. None: every page but `/healthz` is refused.
+    #[serde(default)]
+    pub password_hash: Option<String>,
+    /// Serve HTTPS with this certificate chain (PEM) and key; both or neither.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// How long a login lasts.
+    #[serde(default = "default_session_s")]
+    pub session_s: u64,
+    /// Failed logins in a row that lock logins out, and for how long.
+    #[serde(default = "default_lockout_after")]
+    pub lockout_after: u32,
+    #[serde(default = "default_lockout_s")]
+    pub lockout_s: u64,
+    /// Plate height (pixels) the reader needs; the snapshot marks smaller plates.
+    #[serde(default = "default_plate_height_needed")]
+    pub plate_height_needed_px: u32,
 }
 
 impl Default for StatusConfig {
     fn default() -> Self {
         StatusConfig {
             listen: default_status_listen(),
+            also_listen: Vec::new(),
+            password_hash: None,
+            tls_cert: None,
+            tls_key: None,
+            session_s: default_session_s(),
+            lockout_after: default_lockout_after(),
+            lockout_s: default_lockout_s(),
+            plate_height_needed_px: default_plate_height_needed(),
         }
     }
 }
 
 fn default_status_listen() -> String {
     "127.0.0.1:8080".into()
+}
+fn default_session_s() -> u64 {
+    8 * 3600
+}
+fn default_lockout_after() -> u32 {
+    5
+}
+fn default_lockout_s() -> u64 {
+    300
+}
+fn default_plate_height_needed() -> u32 {
+    20
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -740,6 +783,12 @@ impl Config {
         }
         fix(&mut self.store.path);
         fix(&mut self.upload.ca_cert);
+        for p in [&mut self.status.tls_cert, &mut self.status.tls_key]
+            .into_iter()
+            .flatten()
+        {
+            fix(p);
+        }
     }
 
     /// Files the config names that do not exist, by key. Devices are left out:
@@ -774,6 +823,12 @@ impl Config {
             check("runtime.onnxruntime".into(), p);
         }
         check("upload.ca_cert".into(), &self.upload.ca_cert);
+        if let Some(p) = &self.status.tls_cert {
+            check("status.tls_cert".into(), p);
+        }
+        if let Some(p) = &self.status.tls_key {
+            check("status.tls_key".into(), p);
+        }
         out
     }
 
@@ -914,6 +969,34 @@ impl Config {
             p.push((
                 "status.listen".into(),
                 format!("`{}` is not an address:port", self.status.listen),
+            ));
+        }
+        for a in &self.status.also_listen {
+            if a.parse::<std::net::SocketAddr>().is_err() {
+                p.push((
+                    "status.also_listen".into(),
+                    format!("`{a}` is not an address:port"),
+                ));
+            }
+        }
+        if let Some(h) = &self.status.password_hash {
+            if argon2::password_hash::PasswordHash::new(h).is_err() {
+                p.push((
+                    "status.password_hash".into(),
+                    "not an Argon2 PHC string; make one with `anpr-edge passwd`".into(),
+                ));
+            }
+        }
+        if self.status.tls_cert.is_some() != self.status.tls_key.is_some() {
+            p.push((
+                "status.tls_cert".into(),
+                "tls_cert and tls_key go together: give both or neither".into(),
+            ));
+        }
+        if self.status.session_s == 0 || self.status.lockout_after == 0 {
+            p.push((
+                "status.session_s".into(),
+                "session_s and lockout_after must be above 0".into(),
             ));
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
@@ -1178,6 +1261,30 @@ ca_cert = "ca.pem"
         let bad = MINIMAL.replace("path = \"frames\"", "path = \"frames\"\nmin_reads = 0");
         let problems = Config::parse(&bad).expect_err("zero reads");
         assert_eq!(problems[0].key, "camera[0].min_reads");
+    }
+
+    #[test]
+    fn status_keys_are_checked_by_name() {
+        let text = format!(
+            "{MINIMAL}\n[status]\npassword_hash = \"plain-text\"\ntls_cert = \"c.pem\"\nalso_listen = [\"nowhere\"]\n"
+        );
+        let problems = Config::parse(&text).expect_err("three problems");
+        let keys: Vec<&str> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            [
+                "status.also_listen",
+                "status.password_hash",
+                "status.tls_cert"
+            ]
+        );
+        let hash = crate::status::auth::hash_password("a-good-password").expect("hash");
+        let cfg = Config::parse(&format!(
+            "{MINIMAL}\n[status]\npassword_hash = \"{hash}\"\n"
+        ))
+        .expect("a PHC string is accepted");
+        assert_eq!(cfg.status.lockout_after, 5);
+        assert_eq!(cfg.status.plate_height_needed_px, 20);
     }
 
     #[test]

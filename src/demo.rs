@@ -46,6 +46,8 @@ pub enum DemoError {
     Bundle(#[from] crate::policy::bundle::BuildError),
     #[error("the store stage ended abnormally: {0}")]
     Store(String),
+    #[error("cannot hash the status page password: {0}")]
+    Password(String),
 }
 
 /// Called with the counters and the number of frames in the scene.
@@ -82,6 +84,9 @@ pub struct DemoOutcome {
     pub elapsed: Duration,
     /// The status endpoint's `/api/v1/status` answer just before shutdown.
     pub status_json: String,
+    /// Every text answer of the status page just before shutdown (pages,
+    /// JSON API, metrics), by path, for the privacy checks.
+    pub status_answers: Vec<(String, String)>,
     /// The HMAC key the scene's lists were hashed with (key id [`DEMO_KEY_ID`]).
     pub hmac_key_path: PathBuf,
 }
@@ -166,6 +171,16 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
     let receiver_addr = receiver.addr;
     let port = opts.upload_port_override.unwrap_or(receiver_addr.port());
 
+    // A fresh technician password for this run only: the harness reads the
+    // status page with it at the end.
+    let status_password = {
+        use rand::RngCore;
+        let mut raw = [0u8; 12];
+        rand::rngs::OsRng.fill_bytes(&mut raw);
+        hex::encode(raw)
+    };
+    let password_hash = crate::status::auth::hash_password(&status_password)
+        .map_err(|e| DemoError::Password(e.to_string()))?;
     let config_path = dir.join("config.toml");
     write(
         &config_path,
@@ -176,6 +191,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
             port,
             opts.scenario.fps,
             &keys.public_key_base64,
+            &password_hash,
         ),
     )?;
     let cfg = Config::load(&config_path)?;
@@ -217,11 +233,29 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // What a technician would see at the end, for the privacy checks.
-    let status_json =
-        match reqwest::get(format!("http://{}/api/v1/status", running.status_addr)).await {
+    let client = reqwest::Client::new();
+    let mut status_answers = Vec::new();
+    for path in [
+        "/api/v1/status",
+        "/",
+        "/cameras/demo-cam",
+        "/api/v1/cameras",
+        "/api/v1/cameras/demo-cam",
+        "/api/v1/alarms",
+        "/metrics",
+    ] {
+        let answer = match client
+            .get(format!("http://{}{path}", running.status_addr))
+            .basic_auth("technician", Some(&status_password))
+            .send()
+            .await
+        {
             Ok(r) => r.text().await.unwrap_or_default(),
             Err(e) => format!("status endpoint unreachable: {e}"),
         };
+        status_answers.push((path.to_string(), answer));
+    }
+    let status_json = status_answers[0].1.clone();
     running.stop.cancel();
     running.stop_services.cancel();
     let _ = running.uploader.await;
@@ -243,6 +277,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
         config_path,
         elapsed: started.elapsed(),
         status_json,
+        status_answers,
         hmac_key_path: keys.hmac_key.clone(),
     })
 }
@@ -254,6 +289,7 @@ fn demo_config(
     port: u16,
     fps: f32,
     public_key: &str,
+    password_hash: &str,
 ) -> String {
     format!(
         r#"# Written by the anpr-edge demo harness.
@@ -293,6 +329,7 @@ backoff_max_ms = 2000
 
 [status]
 listen = "127.0.0.1:0"
+password_hash = "{password_hash}"
 
 [log]
 level = "warn"

@@ -32,6 +32,8 @@ enum Command {
     CheckConfig { file: PathBuf },
     /// Build, verify and make keys for signed zone-list bundles.
     Lists(cmd::lists::ListsArgs),
+    /// Set the status page's technician password (prints or writes its Argon2 hash).
+    Passwd(cmd::passwd::PasswdArgs),
     /// Print crate, model and runtime versions.
     Version {
         /// Folder with the models and runtime (default: models/cache).
@@ -50,6 +52,7 @@ fn main() -> std::process::ExitCode {
         Command::Eval(args) => cmd::eval::run(args),
         Command::CheckConfig { file } => cmd::check_config::run(&file),
         Command::Lists(args) => cmd::lists::run(args),
+        Command::Passwd(args) => cmd::passwd::run(args),
         Command::Version { models_dir } => cmd::version::run(&models_dir),
         Command::Completions { shell } => {
             clap_complete::generate(

@@ -19,6 +19,10 @@ pub struct CameraCounters {
     pub capture_errors: AtomicU64,
     /// Unix milliseconds of the last captured frame (0 = none yet).
     pub last_frame_unix_ms: AtomicI64,
+    /// Plates read well enough to count (read stage).
+    pub reads: AtomicU64,
+    /// Passages judged (policy stage).
+    pub passages: AtomicU64,
     pub state: Mutex<CameraState>,
 }
 
@@ -70,7 +74,14 @@ pub struct Metrics {
     /// Detection time of the last frame, in microseconds.
     pub last_detect_us: AtomicU64,
     pub last_upload_error: Mutex<Option<String>>,
+    /// The last failed upload's time (unix ms) and reason, kept after a success.
+    pub last_upload_failure: Mutex<Option<(i64, String)>>,
+    /// Unix milliseconds of the last acknowledged upload (0 = none yet).
+    pub last_upload_ok_unix_ms: AtomicI64,
     pub pending_uploads: AtomicU64,
+    /// Unix milliseconds at which the oldest unacknowledged violation was
+    /// committed (0 = none pending).
+    pub oldest_pending_unix_ms: AtomicI64,
 }
 
 impl Metrics {
@@ -98,6 +109,8 @@ impl Metrics {
                     frames_processed: g(&c.frames_processed),
                     capture_errors: g(&c.capture_errors),
                     last_frame_unix_ms: c.last_frame_unix_ms.load(Ordering::Relaxed),
+                    reads: g(&c.reads),
+                    passages: g(&c.passages),
                 })
                 .collect(),
             plates_detected: g(&self.plates_detected),
@@ -121,6 +134,14 @@ impl Metrics {
             read_errors: g(&self.read_errors),
             last_detect_us: g(&self.last_detect_us),
             pending_uploads: g(&self.pending_uploads),
+            oldest_pending_unix_ms: self.oldest_pending_unix_ms.load(Ordering::Relaxed),
+            last_upload_ok_unix_ms: self.last_upload_ok_unix_ms.load(Ordering::Relaxed),
+            last_upload_failure: self
+                .last_upload_failure
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+                .map(|(at_unix_ms, reason)| UploadFailure { at_unix_ms, reason }),
             last_upload_error: self
                 .last_upload_error
                 .lock()
@@ -129,7 +150,19 @@ impl Metrics {
         }
     }
 
+    /// The uploader's state after an attempt: `None` after a success. A
+    /// failure is also kept, with its time, past later successes.
     pub fn set_upload_error(&self, e: Option<String>) {
+        let now = chrono::Utc::now().timestamp_millis();
+        match &e {
+            None => self.last_upload_ok_unix_ms.store(now, Ordering::Relaxed),
+            Some(reason) => {
+                *self
+                    .last_upload_failure
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some((now, reason.clone()))
+            }
+        }
         *self
             .last_upload_error
             .lock()
@@ -150,6 +183,14 @@ pub struct CameraSnapshot {
     pub frames_processed: u64,
     pub capture_errors: u64,
     pub last_frame_unix_ms: i64,
+    pub reads: u64,
+    pub passages: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct UploadFailure {
+    pub at_unix_ms: i64,
+    pub reason: String,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -176,5 +217,8 @@ pub struct MetricsSnapshot {
     pub read_errors: u64,
     pub last_detect_us: u64,
     pub pending_uploads: u64,
+    pub oldest_pending_unix_ms: i64,
+    pub last_upload_ok_unix_ms: i64,
+    pub last_upload_failure: Option<UploadFailure>,
     pub last_upload_error: Option<String>,
 }

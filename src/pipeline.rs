@@ -229,6 +229,8 @@ pub struct Running {
     /// so that nothing waits on them).
     pub stop_services: CancellationToken,
     pub status_addr: std::net::SocketAddr,
+    /// Every address the status page listens on (`status_addr` first).
+    pub status_addrs: Vec<std::net::SocketAddr>,
     /// The zone lists in force: `lists.status(now)` gives versions, ages and
     /// the alarm (for the status page).
     pub lists: Arc<crate::policy::Lists>,
@@ -302,14 +304,16 @@ pub async fn start(cfg: &Config, parts: Parts) -> Result<Running, PipelineError>
             capture::run_camera(id, open, retry, q, t, m, s)
         })?;
     }
+    // The newest frame per camera, for the status page's live snapshot.
+    let latest = detect::LatestFrames::new(cfg.cameras.iter().map(|c| c.id.as_str()));
     {
-        let (m, s) = (metrics.clone(), stop.clone());
+        let (m, s, l) = (metrics.clone(), stop.clone(), latest.clone());
         let detector = Box::new(BeatingDetector {
             inner: parts.detector,
             beat: progress.beat("detect"),
         });
         spawn_thread("detect", move || {
-            detect::run_stage(detector, queue, detected_tx, m, s)
+            detect::run_stage(detector, queue, detected_tx, l, m, s)
         })?;
     }
     {
@@ -401,21 +405,29 @@ pub async fn start(cfg: &Config, parts: Parts) -> Result<Running, PipelineError>
         upload::UploaderParams::from_config(&cfg.upload),
         stop_services.clone(),
     )));
-    let (status_addr, status_task) = status::serve(
-        &cfg.status.listen,
-        parts.facts,
-        metrics.clone(),
-        parts.time,
-        Some(lists_probe(&lists)),
+    let served = status::serve(
+        &cfg.status,
+        status::StatusContext {
+            facts: parts.facts,
+            metrics: metrics.clone(),
+            time: parts.time,
+            lists: Some(lists_probe(&lists)),
+            frames: latest.view(),
+            cameras: cfg.cameras.clone(),
+            store_path: cfg.store.path.clone(),
+        },
         stop_services.clone(),
     )
     .await?;
+    let status_addr = served.addrs[0];
+    let status_task = served.task;
 
     Ok(Running {
         metrics,
         stop,
         stop_services,
         status_addr,
+        status_addrs: served.addrs,
         lists,
         recorded,
         uploader,
@@ -540,6 +552,7 @@ async fn run_policy(
 ) {
     while let Some(passage) = input.recv().await {
         inc(&metrics.passages);
+        inc(&metrics.camera(&passage.camera).passages);
         let outcome = beat.handle(|| policy.decide(&passage));
         // The reason only: never the plate of a passage that is not acted on.
         tracing::debug!(camera = %passage.camera, direction = passage.direction.as_str(), confidence = passage.confidence, outcome = outcome.reason(), "passage judged");

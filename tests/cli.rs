@@ -7,6 +7,56 @@ fn anpr_edge() -> Command {
     Command::new(env!("CARGO_BIN_EXE_anpr-edge"))
 }
 
+/// Runs `anpr-edge passwd ARGS` with `password` on stdin.
+fn passwd(args: &[&std::ffi::OsStr], password: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut child = anpr_edge()
+        .arg("passwd")
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starts");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(format!("{password}\n").as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("exits");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn passwd_prints_or_writes_an_argon2_hash_and_refuses_a_short_password() {
+    let (ok, text) = passwd(&[], "short");
+    assert!(!ok && text.contains("at least 8"), "{text}");
+    let (ok, line) = passwd(&[], "fieldtech-1234");
+    assert!(
+        ok && line.starts_with("password_hash = \"$argon2id$"),
+        "{line}"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "# the site's config\n[device]\nid = \"x\"\n").expect("write");
+    let (ok, text) = passwd(&["--config".as_ref(), cfg.as_os_str()], "fieldtech-1234");
+    assert!(ok, "{text}");
+    let written = std::fs::read_to_string(&cfg).expect("read");
+    assert!(
+        written.starts_with("# the site's config"),
+        "comments kept: {written}"
+    );
+    let v: toml::Value = toml::from_str(&written).expect("still TOML");
+    let hash = v["status"]["password_hash"].as_str().expect("hash set");
+    assert!(hash.starts_with("$argon2id$"));
+}
+
 fn run(cmd: &mut Command) -> (bool, String) {
     let out = cmd.output().expect("the binary runs");
     let text = format!(
@@ -120,13 +170,15 @@ fn the_daemon_runs_a_replay_camera_and_stops_cleanly_on_sigterm() {
         .local_addr()
         .expect("addr")
         .port();
+    let (ok, hash_line) = passwd(&[], "fieldtech-1234");
+    assert!(ok, "{hash_line}");
     let cfg = dir.path().join("c.toml");
     std::fs::write(
         &cfg,
         format!(
             "[device]\nid = \"x\"\n[runtime]\nmodels_dir = \"{}\"\n[[camera]]\nid = \"a\"\nsource = \"replay\"\npath = \"frames\"\nlooped = true\nfps = 5\n\
              [[camera]]\nid = \"b\"\nsource = \"v4l2\"\ndevice = \"/dev/video-absent\"\n\
-             [store]\npath = \"state/v.sqlite\"\n[upload]\nurl = \"https://127.0.0.1:9\"\nca_cert = \"{}\"\n[status]\nlisten = \"127.0.0.1:{port}\"\n",
+             [store]\npath = \"state/v.sqlite\"\n[upload]\nurl = \"https://127.0.0.1:9\"\nca_cert = \"{}\"\n[status]\nlisten = \"127.0.0.1:{port}\"\n{hash_line}",
             models.display(),
             pki.ca_cert.display()
         ),
@@ -145,8 +197,10 @@ fn the_daemon_runs_a_replay_camera_and_stops_cleanly_on_sigterm() {
         std::thread::sleep(std::time::Duration::from_millis(100));
         if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
             use std::io::{Read, Write};
-            let _ =
-                s.write_all(b"GET /api/v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+            // HTTP Basic with the technician password ("t:fieldtech-1234").
+            let _ = s.write_all(
+                b"GET /api/v1/status HTTP/1.1\r\nHost: x\r\nAuthorization: Basic dDpmaWVsZHRlY2gtMTIzNA==\r\nConnection: close\r\n\r\n",
+            );
             status.clear();
             let _ = s.read_to_string(&mut status);
             let body = status.split_once("\r\n\r\n").map(|x| x.1).unwrap_or("");

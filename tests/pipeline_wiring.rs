@@ -121,6 +121,9 @@ fn write_frames_with_gap(dir: &std::path::Path, n: usize, gap: usize) {
     (0..n).for_each(|_| put(Some(60)));
 }
 
+/// The technician password of every config here ("t:fieldtech-1234" in Basic).
+const STATUS_PASSWORD: &str = "fieldtech-1234";
+
 fn config(dir: &std::path::Path, extra_camera: &str) -> Config {
     config_with(dir, extra_camera, 500)
 }
@@ -172,10 +175,12 @@ url = "https://localhost:1"
 ca_cert = "{dir}/ca.pem"
 [status]
 listen = "127.0.0.1:0"
+password_hash = "{password_hash}"
 "#,
         frames = dir.join("frames").display(),
         dir = dir.display(),
         public_key = keys.public_key_base64,
+        password_hash = anpr_edge::status::auth::hash_password(STATUS_PASSWORD).expect("hash"),
     );
     let path = dir.join("c.toml");
     std::fs::write(&path, text).expect("write");
@@ -366,7 +371,7 @@ async fn lists_are_downloaded_saved_and_shown_on_the_status_page() {
     let mut s = tokio::net::TcpStream::connect(running.status_addr)
         .await
         .expect("connect");
-    s.write_all(b"GET /api/v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    s.write_all(b"GET /api/v1/status HTTP/1.1\r\nHost: x\r\nAuthorization: Basic dDpmaWVsZHRlY2gtMTIzNA==\r\nConnection: close\r\n\r\n")
         .await
         .expect("write");
     let mut buf = String::new();

@@ -1,7 +1,7 @@
 //! Non-hits never leave memory: after a run with hits and non-hits, no
 //! non-hit plate — as text or as its keyed hash — is in the database files,
-//! any temporary file, the log output (at the most verbose level) or the
-//! status endpoint's answer.
+//! any temporary file, the log output (at the most verbose level) or any
+//! answer of the status page (pages, JSON API, metrics).
 //!
 //! Needs the models (`make models`).
 
@@ -122,6 +122,12 @@ fn no_trace_of_a_non_hit_in_database_temp_files_logs_or_status() {
         "status answered: {}",
         out.status_json
     );
+    for (path, answer) in &out.status_answers {
+        assert!(
+            answer.starts_with(['{', '[', '<', '#']) && !answer.contains("log in first"),
+            "the status page answered {path} (logged in): {answer}"
+        );
+    }
 
     for plate in &non_hits {
         let hash = key.hash_plate(plate);
@@ -133,10 +139,12 @@ fn no_trace_of_a_non_hit_in_database_temp_files_logs_or_status() {
                 "non-hit {plate} found in the database files"
             );
             assert!(!find(&log_text, form), "non-hit {plate} found in the logs");
-            assert!(
-                !find(out.status_json.as_bytes(), form),
-                "non-hit {plate} found in the status answer"
-            );
+            for (path, answer) in &out.status_answers {
+                assert!(
+                    !find(answer.as_bytes(), form),
+                    "non-hit {plate} found in the status page's answer to {path}"
+                );
+            }
             for (p, b) in &temp_files {
                 assert!(
                     !find(b, form),

@@ -404,30 +404,47 @@ mod tests {
         let lists = r.lists.clone();
         let probe: crate::status::ListsProbe = Arc::new(move || lists.status(chrono::Utc::now()));
         let stop = CancellationToken::new();
-        let (addr, task) = crate::status::serve(
-            "127.0.0.1:0",
-            crate::status::DeviceFacts {
-                device_id: "dev-1".into(),
-                software_version: "0".into(),
-                model_versions: "m".into(),
-                runtime_version: "r".into(),
+        let cfg = crate::config::StatusConfig {
+            listen: "127.0.0.1:0".into(),
+            password_hash: Some(crate::status::auth::hash_password("pw-123456").expect("hash")),
+            ..Default::default()
+        };
+        let served = crate::status::serve(
+            &cfg,
+            crate::status::StatusContext {
+                facts: crate::status::DeviceFacts {
+                    device_id: "dev-1".into(),
+                    software_version: "0".into(),
+                    model_versions: "m".into(),
+                    runtime_version: "r".into(),
+                },
+                metrics: crate::metrics::Metrics::new(),
+                time: crate::clock::TimeSource::real(),
+                lists: Some(probe),
+                frames: Default::default(),
+                cameras: Vec::new(),
+                store_path: std::env::temp_dir().join("none.sqlite"),
             },
-            crate::metrics::Metrics::new(),
-            crate::clock::TimeSource::real(),
-            Some(probe),
             stop.clone(),
         )
         .await
         .expect("bind");
+        let (addr, task) = (served.addrs[0], served.task);
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        s.write_all(b"GET /api/v1/status HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        // HTTP Basic with "t:pw-123456".
+        s.write_all(b"GET /api/v1/status HTTP/1.1\r\nHost: x\r\nAuthorization: Basic dDpwdy0xMjM0NTY=\r\nConnection: close\r\n\r\n")
             .await
             .expect("write");
         let mut buf = String::new();
         s.read_to_string(&mut buf).await.expect("read");
         let body = buf.split_once("\r\n\r\n").expect("body").1;
         let v: serde_json::Value = serde_json::from_str(body.trim()).expect("json");
+        let alarms = v["alarms"].as_array().expect("alarms");
+        assert!(
+            alarms.iter().any(|a| a["id"] == "lists"),
+            "the age alarm is on the page: {alarms:?}"
+        );
         let l = &v["lists"];
         assert_eq!(l["zone"], ZONE);
         assert_eq!(l["hit_list"]["version"], 7);

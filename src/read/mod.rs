@@ -197,12 +197,14 @@ pub fn run_stage(
             }
         };
         let mut reads = Vec::new();
+        let camera = metrics.camera(&frame.camera);
         for (detection, crop, text) in plates {
             if !acceptable(&text, &cfg) {
                 inc(&metrics.reads_rejected);
                 continue;
             }
             inc(&metrics.plates_read);
+            inc(&camera.reads);
             reads.push(PlateRead {
                 detection,
                 text: text.text,
@@ -211,7 +213,7 @@ pub fn run_stage(
                 crop: Arc::new(crop),
             });
         }
-        inc(&metrics.camera(&frame.camera).frames_processed);
+        inc(&camera.frames_processed);
         if out.blocking_send(ReadFrame { frame, reads }).is_err() {
             break;
         }

@@ -14,7 +14,8 @@ use rand::Rng;
 /// Licence beside it in `assets/fonts/LICENSE-DejaVu.txt`.
 static FONT_BYTES: &[u8] = include_bytes!("../../assets/fonts/DejaVuSansCondensed-Bold.ttf");
 
-fn font() -> &'static FontRef<'static> {
+/// The embedded DejaVu font (also labels the status page's snapshot overlays).
+pub(crate) fn font() -> &'static FontRef<'static> {
     static FONT: OnceLock<FontRef<'static>> = OnceLock::new();
     FONT.get_or_init(|| {
         // The bytes are compiled in and parsed by every plate test: a failure here is a

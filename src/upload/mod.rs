@@ -171,12 +171,17 @@ pub async fn run_uploader(
     'outer: while !shutdown.is_cancelled() {
         let batch = match blocking(&store, move |s| {
             let count = s.pending_count()?;
-            Ok((count, s.pending(batch_size)?))
+            let oldest = s.oldest_pending_created_at()?;
+            Ok((count, oldest, s.pending(batch_size)?))
         })
         .await
         {
-            Ok((count, batch)) => {
+            Ok((count, oldest, batch)) => {
                 metrics.pending_uploads.store(count, Ordering::Relaxed);
+                metrics.oldest_pending_unix_ms.store(
+                    oldest.map_or(0, |t| t.timestamp_millis()),
+                    Ordering::Relaxed,
+                );
                 batch
             }
             Err(e) => {
