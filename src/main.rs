@@ -32,6 +32,9 @@ enum Command {
     CheckConfig { file: PathBuf },
     /// Build, verify and make keys for signed zone-list bundles.
     Lists(cmd::lists::ListsArgs),
+    /// Make the device's evidence signing key and TLS client key (with a CSR)
+    /// in the state directory, and a config skeleton; prints the public parts.
+    Provision(cmd::provision::ProvisionArgs),
     /// Print crate, model and runtime versions.
     Version {
         /// Folder with the models and runtime (default: models/cache).
@@ -48,6 +51,7 @@ fn main() -> std::process::ExitCode {
         Command::Eval(args) => cmd::eval::run(args),
         Command::CheckConfig { file } => cmd::check_config::run(&file),
         Command::Lists(args) => cmd::lists::run(args),
+        Command::Provision(args) => cmd::provision::run(args),
         Command::Version { models_dir } => cmd::version::run(&models_dir),
     };
     match result {

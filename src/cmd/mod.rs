@@ -5,6 +5,7 @@ pub mod check_config;
 pub mod demo;
 pub mod eval;
 pub mod lists;
+pub mod provision;
 pub mod run;
 pub mod version;
 
