@@ -611,13 +611,15 @@ fn accept(g: &mut Inner, rec: Incoming, key: Option<Uuid>) -> Result<(Uuid, bool
     };
     let chain_key = (metadata.device_id.clone(), chain_id.clone());
     match g.chains.get(&chain_key) {
-        None if prev != GENESIS_PREV => return Err((
-            StatusCode::CONFLICT,
-            format!(
+        None if prev != GENESIS_PREV => {
+            return Err((
+                StatusCode::CONFLICT,
+                format!(
                 "record seq {} continues chain {chain_id}, whose earlier records have not arrived",
                 metadata.seq
             ),
-        )),
+            ))
+        }
         None => {}
         Some(head) if metadata.seq != head.seq + 1 => {
             return Err((
@@ -629,10 +631,12 @@ fn accept(g: &mut Inner, rec: Incoming, key: Option<Uuid>) -> Result<(Uuid, bool
                 ),
             ))
         }
-        Some(head) if *prev != head.record_sha256 => return Err(unprocessable(format!(
+        Some(head) if *prev != head.record_sha256 => {
+            return Err(unprocessable(format!(
             "chain broken at seq {}: prev_record_sha256 does not match record seq {} as received",
             metadata.seq, head.seq
-        ))),
+        )))
+        }
         Some(_) => {}
     }
     g.chains.insert(

@@ -396,6 +396,9 @@ pub struct Store {
 /// entries, page slack): an over- rather than an under-estimate.
 const ROW_OVERHEAD: u64 = 2048;
 
+/// One part in this many of the budget is kept for records without images.
+const RESERVE_FOR_METADATA: u64 = 10;
+
 /// The file beside `path` with `suffix` appended (`-wal`, `-shm`).
 fn sibling(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
@@ -425,7 +428,11 @@ fn make_room(
         }
     };
     let used = || used_page_bytes(conn);
-    let fits = |n: u64| used().map(|u| u.saturating_add(n) <= limits.max_bytes);
+    // Images may fill the budget up to this: the rest is kept for records that
+    // have to go without them, so those are not refused for want of room.
+    let image_limit = limits.max_bytes - limits.max_bytes / RESERVE_FOR_METADATA;
+    let fits = |n: u64| used().map(|u| u.saturating_add(n) <= image_limit);
+    let fits_meta = |n: u64| used().map(|u| u.saturating_add(n) <= limits.max_bytes);
     if fits(need).map_err(sql("measure size"))? {
         return Ok(None);
     }
@@ -485,7 +492,9 @@ fn make_room(
     };
     match limits.policy {
         BudgetPolicy::RefuseNew => Err(full()),
-        _ if fits(meta_need).map_err(sql("measure size"))? => Ok(Some(reason::NEW_EVIDENCE_BUDGET)),
+        _ if fits_meta(meta_need).map_err(sql("measure size"))? => {
+            Ok(Some(reason::NEW_EVIDENCE_BUDGET))
+        }
         _ => Err(full()),
     }
 }
@@ -1446,8 +1455,9 @@ mod tests {
             s.record(&big(i), &sample_context()).expect("record");
         }
         let used = s.used_bytes().expect("used");
+        // Room for no more images, but for records without them.
         s.set_limits(StoreLimits {
-            max_bytes: used + 8 * 1024,
+            max_bytes: (used + 8 * 1024) * RESERVE_FOR_METADATA / (RESERVE_FOR_METADATA - 1),
             policy,
         });
         (dir, s)
