@@ -593,10 +593,72 @@ pub struct StoreConfig {
     /// JPEG quality of the overview image.
     #[serde(default = "default_jpeg_quality")]
     pub jpeg_quality: u8,
+    /// The Ed25519 key that signs every record (`anpr-edge provision` makes it);
+    /// default `evidence.key` beside the database. Made at start if missing.
+    #[serde(default)]
+    pub signing_key: Option<PathBuf>,
+    /// Disk budget of the database in bytes (its pages in use plus the WAL).
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: u64,
+    /// What happens to a new violation when the budget is reached, after the
+    /// evidence of acknowledged records has been deleted to make room.
+    #[serde(default)]
+    pub on_budget_full: BudgetPolicy,
+    /// Hours the evidence (images) of an acknowledged record is kept.
+    #[serde(default = "default_acked_evidence_h")]
+    pub acked_evidence_retention_h: u64,
+    /// Days any record is kept: the evidence of an unacknowledged record older
+    /// than this is deleted (counted and logged), and acknowledged rows go.
+    #[serde(default = "default_max_retention_days")]
+    pub max_retention_days: u64,
+}
+
+/// What the store does with a new violation once its disk budget is reached.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BudgetPolicy {
+    /// Record it, signed and with its evidence hashes, but without the images.
+    #[default]
+    DropNewEvidence,
+    /// Delete the images of the oldest unacknowledged records to make room.
+    DropOldestEvidence,
+    /// Do not record it.
+    RefuseNew,
+}
+
+impl BudgetPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BudgetPolicy::DropNewEvidence => "drop_new_evidence",
+            BudgetPolicy::DropOldestEvidence => "drop_oldest_evidence",
+            BudgetPolicy::RefuseNew => "refuse_new",
+        }
+    }
 }
 
 fn default_jpeg_quality() -> u8 {
     85
+}
+fn default_max_bytes() -> u64 {
+    4_000_000_000
+}
+fn default_acked_evidence_h() -> u64 {
+    72
+}
+fn default_max_retention_days() -> u64 {
+    28
+}
+
+impl StoreConfig {
+    /// The signing key's path: configured, or `evidence.key` beside the database.
+    pub fn signing_key_path(&self) -> PathBuf {
+        self.signing_key.clone().unwrap_or_else(|| {
+            self.path
+                .parent()
+                .unwrap_or_else(|| Path::new("."))
+                .join(crate::keys::EVIDENCE_KEY_FILE)
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -616,6 +678,21 @@ pub struct UploadConfig {
     /// Allow `http://` (for debugging only: evidence then travels in clear text).
     #[serde(default)]
     pub allow_plain_http: bool,
+    /// PEM certificate of this device for mutual TLS (issued for the CSR that
+    /// `anpr-edge provision` printed); needs `client_key`.
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key for `client_cert`.
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
+    /// Records per batch request once this many or more are pending; 1 posts
+    /// each record on its own.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+}
+
+fn default_batch_size() -> usize {
+    32
 }
 
 fn default_upload_timeout() -> u64 {
@@ -782,10 +859,18 @@ impl Config {
             fix(p);
         }
         fix(&mut self.store.path);
+        if let Some(p) = self.store.signing_key.as_mut() {
+            fix(p);
+        }
         fix(&mut self.upload.ca_cert);
-        for p in [&mut self.status.tls_cert, &mut self.status.tls_key]
-            .into_iter()
-            .flatten()
+        for p in [
+            &mut self.status.tls_cert,
+            &mut self.status.tls_key,
+            &mut self.upload.client_cert,
+            &mut self.upload.client_key,
+        ]
+        .into_iter()
+        .flatten()
         {
             fix(p);
         }
@@ -828,6 +913,12 @@ impl Config {
         }
         if let Some(p) = &self.status.tls_key {
             check("status.tls_key".into(), p);
+        }
+        if let Some(p) = &self.upload.client_cert {
+            check("upload.client_cert".into(), p);
+        }
+        if let Some(p) = &self.upload.client_key {
+            check("upload.client_key".into(), p);
         }
         out
     }
@@ -937,6 +1028,21 @@ impl Config {
         }
         if self.track.min_reads == 0 {
             p.push(("track.min_reads".into(), "must be at least 1".into()));
+        }
+        if self.upload.client_cert.is_some() != self.upload.client_key.is_some() {
+            p.push((
+                "upload.client_cert".into(),
+                "client_cert and client_key go together".into(),
+            ));
+        }
+        if self.upload.batch_size == 0 {
+            p.push(("upload.batch_size".into(), "must be at least 1".into()));
+        }
+        if self.store.max_retention_days == 0 {
+            p.push((
+                "store.max_retention_days".into(),
+                "must be at least 1".into(),
+            ));
         }
         if !(1..=100).contains(&self.store.jpeg_quality) {
             p.push((

@@ -22,6 +22,8 @@ use crate::synth::Scenario;
 use crate::upload::HttpsBackend;
 
 const DEMO_ZONE: &str = "demo-ze";
+/// The demo controller's device id.
+const DEMO_DEVICE: &str = "demo-0001";
 /// The key id of the demo lists' HMAC key.
 pub const DEMO_KEY_ID: &str = "demo-k1";
 
@@ -44,6 +46,8 @@ pub enum DemoError {
     Keys(crate::policy::hash::KeyError),
     #[error(transparent)]
     Bundle(#[from] crate::policy::bundle::BuildError),
+    #[error(transparent)]
+    DeviceKeys(#[from] crate::keys::KeyError),
     #[error("the store stage ended abnormally: {0}")]
     Store(String),
     #[error("cannot hash the status page password: {0}")]
@@ -166,8 +170,26 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
         std::fs::write(&path, bytes).map_err(|source| DemoError::Write { path, source })?;
     }
 
-    let pki = receiver::generate_test_pki(&dir.join("pki"))?;
-    let receiver = receiver::start("127.0.0.1:0".parse().expect("literal address"), &pki).await?;
+    // The device provisioned as in the field; the receiver's CA issues its
+    // client certificate and the receiver is given its evidence public key.
+    let device = crate::keys::provision(&crate::keys::ProvisionOptions {
+        state_dir: dir.join("device"),
+        config: None,
+        device_id: DEMO_DEVICE.into(),
+        force: false,
+    })?;
+    let pki = receiver::generate_test_pki_for_client(&dir.join("pki"), Some(&device.tls_key))?;
+    let receiver = receiver::start_with(
+        "127.0.0.1:0".parse().expect("literal address"),
+        &pki,
+        receiver::ReceiverOptions {
+            require_client_cert: true,
+        },
+    )
+    .await?;
+    let device_key = crate::keys::verifying_key_from_base64(&device.evidence_public_base64)
+        .map_err(|e| DemoError::Store(e.to_string()))?;
+    receiver.trust_device(DEMO_DEVICE, device_key);
     let receiver_addr = receiver.addr;
     let port = opts.upload_port_override.unwrap_or(receiver_addr.port());
 
@@ -187,7 +209,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
         &demo_config(
             dir,
             &opts.models_dir,
-            &pki.ca_cert,
+            &pki,
             port,
             opts.scenario.fps,
             &keys.public_key_base64,
@@ -285,7 +307,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
 fn demo_config(
     dir: &Path,
     models: &Path,
-    ca: &Path,
+    pki: &receiver::TestPki,
     port: u16,
     fps: f32,
     public_key: &str,
@@ -294,7 +316,7 @@ fn demo_config(
     format!(
         r#"# Written by the anpr-edge demo harness.
 [device]
-id = "demo-0001"
+id = "{device_id}"
 location = "demo street, generated scene"
 
 [runtime]
@@ -320,10 +342,13 @@ id = "{zone}"
 
 [store]
 path = "{dir}/violations.sqlite"
+signing_key = "{dir}/device/evidence.key"
 
 [upload]
 url = "https://localhost:{port}"
 ca_cert = "{ca}"
+client_cert = "{client_cert}"
+client_key = "{dir}/device/tls-client.key"
 backoff_initial_ms = 200
 backoff_max_ms = 2000
 
@@ -337,7 +362,9 @@ level = "warn"
         models = models.display(),
         frames = dir.join("frames").display(),
         dir = dir.display(),
-        ca = ca.display(),
+        ca = pki.ca_cert.display(),
+        client_cert = pki.client_cert.display(),
+        device_id = DEMO_DEVICE,
         key_id = DEMO_KEY_ID,
         zone = DEMO_ZONE,
     )

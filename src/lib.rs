@@ -10,6 +10,7 @@ pub mod config;
 pub mod demo;
 pub mod detect;
 pub mod eval;
+pub mod keys;
 pub mod message;
 pub mod metrics;
 pub mod models;

@@ -34,6 +34,9 @@ enum Command {
     Lists(cmd::lists::ListsArgs),
     /// Set the status page's technician password (prints or writes its Argon2 hash).
     Passwd(cmd::passwd::PasswdArgs),
+    /// Make the device's evidence signing key and TLS client key (with a CSR)
+    /// in the state directory, and a config skeleton; prints the public parts.
+    Provision(cmd::provision::ProvisionArgs),
     /// Print crate, model and runtime versions.
     Version {
         /// Folder with the models and runtime (default: models/cache).
@@ -53,6 +56,7 @@ fn main() -> std::process::ExitCode {
         Command::CheckConfig { file } => cmd::check_config::run(&file),
         Command::Lists(args) => cmd::lists::run(args),
         Command::Passwd(args) => cmd::passwd::run(args),
+        Command::Provision(args) => cmd::provision::run(args),
         Command::Version { models_dir } => cmd::version::run(&models_dir),
         Command::Completions { shell } => {
             clap_complete::generate(

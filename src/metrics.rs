@@ -4,7 +4,7 @@
 //! nothing in a status answer or a metric label can identify a non-hit.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
@@ -82,6 +82,21 @@ pub struct Metrics {
     /// Unix milliseconds at which the oldest unacknowledged violation was
     /// committed (0 = none pending).
     pub oldest_pending_unix_ms: AtomicI64,
+    /// Violations recorded while the wall clock was not synchronised (their
+    /// records say so).
+    pub violations_clock_unsynchronised: AtomicU64,
+    /// Violations not recorded because the disk budget was reached.
+    pub violations_refused: AtomicU64,
+    /// Bytes the store uses against its budget, and the budget.
+    pub store_used_bytes: AtomicU64,
+    pub store_max_bytes: AtomicU64,
+    /// Set while the store applies its budget policy (evidence or records lost).
+    pub store_budget_alarm: AtomicBool,
+    /// Evidence and records deleted, by reason (`store::reason`), since the
+    /// database was made.
+    pub store_drops: Mutex<BTreeMap<String, u64>>,
+    /// The last damaged database moved aside at start: where to, and why.
+    pub store_moved_aside: Mutex<Option<String>>,
 }
 
 impl Metrics {
@@ -147,7 +162,30 @@ impl Metrics {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .clone(),
+            violations_clock_unsynchronised: g(&self.violations_clock_unsynchronised),
+            violations_refused: g(&self.violations_refused),
+            store_used_bytes: g(&self.store_used_bytes),
+            store_max_bytes: g(&self.store_max_bytes),
+            store_budget_alarm: self.store_budget_alarm.load(Ordering::Relaxed),
+            store_drops: self
+                .store_drops
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            store_moved_aside: self
+                .store_moved_aside
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
         }
+    }
+
+    /// Publishes the store's budget state.
+    pub fn set_store_budget(&self, b: &crate::store::BudgetStatus) {
+        self.store_used_bytes.store(b.used_bytes, Ordering::Relaxed);
+        self.store_max_bytes.store(b.max_bytes, Ordering::Relaxed);
+        self.store_budget_alarm.store(b.alarm, Ordering::Relaxed);
+        *self.store_drops.lock().unwrap_or_else(|p| p.into_inner()) = b.drops.clone();
     }
 
     /// The uploader's state after an attempt: `None` after a success. A
@@ -221,4 +259,11 @@ pub struct MetricsSnapshot {
     pub last_upload_ok_unix_ms: i64,
     pub last_upload_failure: Option<UploadFailure>,
     pub last_upload_error: Option<String>,
+    pub violations_clock_unsynchronised: u64,
+    pub violations_refused: u64,
+    pub store_used_bytes: u64,
+    pub store_max_bytes: u64,
+    pub store_budget_alarm: bool,
+    pub store_drops: BTreeMap<String, u64>,
+    pub store_moved_aside: Option<String>,
 }

@@ -26,13 +26,14 @@ use crate::clock::TimeSource;
 use crate::config::{CameraConfig, CameraSource, Config, DetectConfig, ReadConfig, RuntimeConfig};
 use crate::detect::retina::RetinaPlateDetector;
 use crate::detect::{self, PlateDetector};
+use crate::keys::EvidenceSigner;
 use crate::message::{Passage, ReadFrame, Violation};
 use crate::metrics::{inc, Metrics};
 use crate::models::ModelSet;
 use crate::policy::{Outcome, Policy};
 use crate::read::{self, PlateReader};
 use crate::status::{self, DeviceFacts};
-use crate::store::{RecordContext, Store};
+use crate::store::{RecordContext, Store, StoreLimits};
 use crate::track::Tracker;
 use crate::upload::{self, Backend};
 use crate::watchdog::{Beat, Progress};
@@ -45,6 +46,8 @@ pub enum PipelineError {
     Lists(#[from] crate::policy::PolicyError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Keys(#[from] crate::keys::KeyError),
     #[error(transparent)]
     Status(#[from] crate::status::StatusError),
     #[error("cannot set up list downloads: {0}")]
@@ -274,11 +277,31 @@ pub async fn start(cfg: &Config, parts: Parts) -> Result<Running, PipelineError>
     let cap = cfg.pipeline.channel_capacity;
 
     // Open the store first: a daemon that cannot record must not start capturing.
-    let mut store = Store::open(&cfg.store.path)?;
+    // A damaged one is moved aside so that recording goes on in a fresh one.
+    let (mut store, moved) = Store::open_checked(&cfg.store.path)?;
+    if let Some(m) = moved {
+        tracing::error!(moved_to = %m.to.display(), reason = %m.reason, "violation store was damaged: moved aside, recording into a fresh one");
+        *metrics
+            .store_moved_aside
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(format!("{}: {}", m.to.display(), m.reason));
+    }
+    store.set_limits(StoreLimits {
+        max_bytes: cfg.store.max_bytes,
+        policy: cfg.store.on_budget_full,
+    });
     metrics.pending_uploads.store(
         store.pending_count().unwrap_or(0),
         std::sync::atomic::Ordering::Relaxed,
     );
+    if let Ok(b) = store.budget_status() {
+        metrics.set_store_budget(&b);
+    }
+    let key_path = cfg.store.signing_key_path();
+    let (signer, made) = EvidenceSigner::load_or_create(&key_path)?;
+    if made {
+        tracing::warn!(path = %key_path.display(), public_key = %signer.public_base64(), "no evidence signing key: made one; give its public key to the backend (normally `anpr-edge provision` does this)");
+    }
 
     let queue = FrameQueue::new(
         cfg.pipeline.frame_queue,
@@ -381,6 +404,7 @@ pub async fn start(cfg: &Config, parts: Parts) -> Result<Running, PipelineError>
                 camera_facing: c.facing.clone(),
                 model_versions: parts.facts.model_versions.clone(),
                 jpeg_quality: cfg.store.jpeg_quality,
+                signer: signer.clone(),
             };
             (c.id.clone(), ctx)
         })
@@ -397,6 +421,15 @@ pub async fn start(cfg: &Config, parts: Parts) -> Result<Running, PipelineError>
             let _ = done_rx.await;
         })
     };
+    tokio::spawn(run_retention(
+        cfg.store.path.clone(),
+        chrono::Duration::hours(cfg.store.acked_evidence_retention_h.min(1_000_000) as i64),
+        chrono::Duration::days(cfg.store.max_retention_days.min(100_000) as i64),
+        RETENTION_EVERY,
+        parts.time.clone(),
+        metrics.clone(),
+        stop_services.clone(),
+    ));
     let uploader = tokio::spawn(log_uploader_end(upload::run_uploader(
         cfg.store.path.clone(),
         parts.backend,
@@ -474,6 +507,70 @@ async fn log_uploader_end(
 ) {
     if let Err(e) = run.await {
         tracing::error!(error = %e, "uploader stopped; violations stay in the store until restart");
+    }
+}
+
+/// How often retention runs (and once at start).
+const RETENTION_EVERY: Duration = Duration::from_secs(600);
+
+/// Applies retention every `every` on its own connection to the store, with
+/// the wall clock of `time`, and publishes the drop counters.
+pub async fn run_retention(
+    path: PathBuf,
+    acked_evidence: chrono::Duration,
+    max_age: chrono::Duration,
+    every: Duration,
+    time: TimeSource,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) {
+    let store = match tokio::task::spawn_blocking(move || Store::open(&path)).await {
+        Ok(Ok(s)) => Arc::new(std::sync::Mutex::new(s)),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "retention cannot open the store; nothing will be deleted");
+            return;
+        }
+        Err(_) => return,
+    };
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = time.clocks.wall();
+        let s = store.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let mut g = s.lock().unwrap_or_else(|p| p.into_inner());
+            let report = g.apply_retention(now, acked_evidence, max_age)?;
+            Ok::<_, crate::store::StoreError>((report, g.budget_status()?))
+        })
+        .await;
+        match done {
+            Ok(Ok((report, budget))) => {
+                if report.acked_evidence_deleted + report.acked_rows_deleted > 0 {
+                    tracing::info!(
+                        acked_evidence_deleted = report.acked_evidence_deleted,
+                        acked_rows_deleted = report.acked_rows_deleted,
+                        "retention"
+                    );
+                }
+                // Only the counters: the alarm belongs to the recording thread.
+                *metrics
+                    .store_drops
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = budget.drops;
+                metrics
+                    .store_used_bytes
+                    .store(budget.used_bytes, std::sync::atomic::Ordering::Relaxed);
+            }
+            Ok(Err(e)) => {
+                inc(&metrics.store_errors);
+                tracing::error!(error = %e, "retention failed; trying again later");
+            }
+            Err(_) => return,
+        }
     }
 }
 
@@ -603,7 +700,33 @@ fn run_store(
             // Busy only inside the write: a store that refuses and is
             // retried with backoff is working as designed, not stuck.
             match beat.handle(|| store.record(&v, ctx)) {
+                Err(e @ crate::store::StoreError::BudgetFull { .. }) => {
+                    // The configured policy: not recorded, counted, alarmed.
+                    inc(&metrics.violations_refused);
+                    tracing::error!(error = %e, camera = %v.passage.camera, "violation not recorded");
+                    if let Ok(b) = store.budget_status() {
+                        metrics.set_store_budget(&b);
+                    }
+                    break;
+                }
                 Ok(id) => {
+                    if !v.passage.best.captured.sync.synchronised {
+                        inc(&metrics.violations_clock_unsynchronised);
+                        tracing::warn!(
+                            seq = id.seq,
+                            "violation recorded with an unsynchronised clock; its record says so"
+                        );
+                    }
+                    if let Some(reason) = id.evidence_dropped {
+                        tracing::warn!(
+                            seq = id.seq,
+                            reason,
+                            "disk budget reached: violation recorded without its images"
+                        );
+                    }
+                    if let Ok(b) = store.budget_status() {
+                        metrics.set_store_budget(&b);
+                    }
                     // Even a violation's plate is masked in logs: the log is
                     // not evidence, and may travel further than the store.
                     tracing::info!(

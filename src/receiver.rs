@@ -4,16 +4,23 @@
 //!
 //! Protocol, as implemented here:
 //!
-//! * `POST /api/v1/violations`, over TLS, `multipart/form-data` with three parts:
-//!   `metadata` (`application/json`, a [`RecordMetadata`]), `overview` and `crop`
-//!   (`image/jpeg`), and an `Idempotency-Key` header equal to `metadata.id`.
-//! * The receiver checks that the JSON parses and that the SHA-256 of each image
-//!   equals `metadata.overview_sha256` / `metadata.crop_sha256`; if not it answers
-//!   422 with `{"error": "<reason>"}` and stores nothing. A missing or different
-//!   `Idempotency-Key` is 400.
-//! * A new record is stored and answered `201 {"id": "<metadata.id>"}`; a record
-//!   already stored is not stored again and is answered `200` with the same body.
-//!   The device counts a record delivered only on a 2xx whose `id` is its own.
+//! * `POST /api/v1/violations`, over TLS (optionally requiring a client
+//!   certificate from its CA), `multipart/form-data` with the parts `metadata`
+//!   (`application/json`, a [`RecordMetadata`]), `signature` (base64 Ed25519),
+//!   and either `overview` and `crop` (`image/jpeg`) or `evidence_dropped` (the
+//!   reason the device deleted them), and an `Idempotency-Key` header equal to
+//!   `metadata.id`.
+//! * It checks, in this order: the JSON parses; a record it already holds is
+//!   answered `200 {"id"}` again if byte-identical (409 if not); the device is
+//!   known (403); the signature verifies with that device's public key over the
+//!   exact `metadata` bytes (422); each image's SHA-256 equals the metadata's
+//!   (422); the record continues its chain: the first of a chain names the
+//!   genesis hash, every later one has the next `seq` (409 if one is missing or
+//!   out of order) and names the hash of the one before (422 if not: altered).
+//! * A new record is stored and answered `201 {"id": "<metadata.id>"}`.
+//! * `POST /api/v1/violations/batch` takes several records (parts suffixed
+//!   `.0`, `.1`, ...), checks them in order as above and answers
+//!   `200 {"acked": [ids accepted], "error": first refusal or null}`.
 //! * `503` with `Retry-After: <seconds>` asks the device to wait.
 //!
 //! Everything is kept in memory. It never writes outside the PKI folder it is
@@ -37,7 +44,9 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::config::UploadConfig;
+use crate::keys::{record_sha256, verify_record, GENESIS_PREV};
 use crate::store::RecordMetadata;
+use ed25519_dalek::VerifyingKey;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReceiverError {
@@ -69,6 +78,9 @@ pub struct TestPki {
     pub server_cert: PathBuf,
     /// The server's private key (PEM, PKCS#8).
     pub server_key: PathBuf,
+    /// A client certificate signed by the CA (for mutual TLS), and its key.
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
 }
 
 impl TestPki {
@@ -81,6 +93,9 @@ impl TestPki {
             backoff_initial_ms: 100,
             backoff_max_ms: 2000,
             allow_plain_http: false,
+            client_cert: Some(self.client_cert.clone()),
+            client_key: Some(self.client_key.clone()),
+            batch_size: 32,
         }
     }
 }
@@ -94,9 +109,20 @@ fn write(path: PathBuf, contents: &str) -> Result<PathBuf, ReceiverError> {
 }
 
 /// Makes a CA and a server certificate for `localhost` and `127.0.0.1` signed
-/// by it, and writes `ca.pem`, `server.pem` and `server.key` into `dir`
+/// by it, and a client certificate for a fresh key; writes `ca.pem`,
+/// `server.pem`, `server.key`, `client.pem` and `client.key` into `dir`
 /// (created if missing).
 pub fn generate_test_pki(dir: &Path) -> Result<TestPki, ReceiverError> {
+    generate_test_pki_for_client(dir, None)
+}
+
+/// As [`generate_test_pki`], but the client certificate is issued for the key
+/// in `client_key` (PEM; e.g. the one `anpr-edge provision` made), as the
+/// backend's CA would for the device's certificate signing request.
+pub fn generate_test_pki_for_client(
+    dir: &Path,
+    client_key: Option<&Path>,
+) -> Result<TestPki, ReceiverError> {
     std::fs::create_dir_all(dir).map_err(|source| ReceiverError::Write {
         path: dir.to_path_buf(),
         source,
@@ -122,10 +148,33 @@ pub fn generate_test_pki(dir: &Path) -> Result<TestPki, ReceiverError> {
     let srv_key = rcgen::KeyPair::generate()?;
     let srv = srv_params.signed_by(&srv_key, &ca, &ca_key)?;
 
+    let (cli_key, cli_key_path) = match client_key {
+        Some(path) => {
+            let pem = std::fs::read_to_string(path).map_err(|e| ReceiverError::Read {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+            (rcgen::KeyPair::from_pem(&pem)?, path.to_path_buf())
+        }
+        None => {
+            let k = rcgen::KeyPair::generate()?;
+            let p = write(dir.join("client.key"), &k.serialize_pem())?;
+            (k, p)
+        }
+    };
+    let mut cli_params = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    cli_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "test-device");
+    cli_params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+    let cli = cli_params.signed_by(&cli_key, &ca, &ca_key)?;
+
     Ok(TestPki {
         ca_cert: write(dir.join("ca.pem"), &ca.pem())?,
         server_cert: write(dir.join("server.pem"), &srv.pem())?,
         server_key: write(dir.join("server.key"), &srv_key.serialize_pem())?,
+        client_cert: write(dir.join("client.pem"), &cli.pem())?,
+        client_key: cli_key_path,
     })
 }
 
@@ -135,10 +184,29 @@ pub struct ReceivedRecord {
     pub metadata: RecordMetadata,
     /// The `metadata` part exactly as received.
     pub metadata_json: String,
+    /// Empty when the device deleted the evidence (see `evidence_dropped`).
     pub overview_jpeg: Vec<u8>,
     pub crop_jpeg: Vec<u8>,
+    /// The verified signature (base64).
+    pub signature: String,
+    /// Why the device sent no images, if it did not.
+    pub evidence_dropped: Option<String>,
     /// How many times it was delivered (1 + repeats answered from the dedup table).
     pub deliveries: u32,
+}
+
+/// Where a chain stands at the receiver.
+#[derive(Clone, Debug)]
+struct ChainHead {
+    seq: i64,
+    record_sha256: String,
+}
+
+/// Options of [`start_with`].
+#[derive(Clone, Debug, Default)]
+pub struct ReceiverOptions {
+    /// Refuse TLS clients without a certificate from the PKI's CA.
+    pub require_client_cert: bool,
 }
 
 #[derive(Default)]
@@ -150,6 +218,10 @@ struct Inner {
     retry_after_s: u64,
     wrong_id_next: u32,
     garbage_next: u32,
+    devices: HashMap<String, VerifyingKey>,
+    chains: HashMap<(String, String), ChainHead>,
+    /// Refusals, as `(status, reason)`, for tests and the demo.
+    refusals: Vec<(u16, String)>,
     /// Bundles served at `GET /api/v1/lists/{zone}/{kind}`, with their ETag.
     lists: HashMap<(String, String), (Vec<u8>, String)>,
     list_requests: u64,
@@ -180,6 +252,16 @@ impl ReceiverHandle {
     /// Records stored, in order of first arrival.
     pub fn received(&self) -> Vec<ReceivedRecord> {
         lock(&self.state).records.clone()
+    }
+
+    /// Accepts records from `device_id` signed with `key`.
+    pub fn trust_device(&self, device_id: &str, key: VerifyingKey) {
+        lock(&self.state).devices.insert(device_id.to_string(), key);
+    }
+
+    /// Records refused so far: HTTP status and reason, in order.
+    pub fn refusals(&self) -> Vec<(u16, String)> {
+        lock(&self.state).refusals.clone()
     }
 
     /// Requests seen on the endpoint, including refused ones.
@@ -226,7 +308,10 @@ impl ReceiverHandle {
     }
 }
 
-fn load_server_config(pki: &TestPki) -> Result<rustls::ServerConfig, ReceiverError> {
+fn load_server_config(
+    pki: &TestPki,
+    opts: &ReceiverOptions,
+) -> Result<rustls::ServerConfig, ReceiverError> {
     let read = |path: &Path| {
         std::fs::read(path).map_err(|e| ReceiverError::Read {
             path: path.to_path_buf(),
@@ -249,17 +334,47 @@ fn load_server_config(pki: &TestPki) -> Result<rustls::ServerConfig, ReceiverErr
             reason,
         })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)?;
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    let builder = if opts.require_client_cert {
+        let ca_pem = read(&pki.ca_cert)?;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls_pemfile::certs(&mut ca_pem.as_slice()) {
+            let cert = cert.map_err(|e| ReceiverError::Read {
+                path: pki.ca_cert.clone(),
+                reason: e.to_string(),
+            })?;
+            roots.add(cert)?;
+        }
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| ReceiverError::Read {
+                    path: pki.ca_cert.clone(),
+                    reason: e.to_string(),
+                })?;
+        builder.with_client_cert_verifier(verifier)
+    } else {
+        builder.with_no_client_auth()
+    };
+    let mut cfg = builder.with_single_cert(certs, key)?;
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(cfg)
 }
 
-/// Serves the endpoint over TLS at `bind` (port 0 picks a free port).
+/// Serves the endpoint over TLS at `bind` (port 0 picks a free port), without
+/// asking for client certificates.
 pub async fn start(bind: SocketAddr, pki: &TestPki) -> Result<ReceiverHandle, ReceiverError> {
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(load_server_config(pki)?));
+    start_with(bind, pki, ReceiverOptions::default()).await
+}
+
+/// Serves the endpoint over TLS at `bind` with `opts`.
+pub async fn start_with(
+    bind: SocketAddr,
+    pki: &TestPki,
+    opts: ReceiverOptions,
+) -> Result<ReceiverHandle, ReceiverError> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(load_server_config(pki, &opts)?));
     let listener = TcpListener::bind(bind)
         .await
         .map_err(|source| ReceiverError::Bind { addr: bind, source })?;
@@ -269,6 +384,7 @@ pub async fn start(bind: SocketAddr, pki: &TestPki) -> Result<ReceiverHandle, Re
     let state: Shared = Arc::default();
     let app = Router::new()
         .route("/api/v1/violations", post(receive))
+        .route("/api/v1/violations/batch", post(receive_batch))
         .route("/api/v1/lists/{zone}/{kind}", get(serve_list))
         .layer(DefaultBodyLimit::max(32 * 1024 * 1024))
         .with_state(state.clone());
@@ -373,110 +489,222 @@ fn sha256_hex(b: &[u8]) -> String {
     hex::encode(Sha256::digest(b))
 }
 
-async fn receive(State(state): State<Shared>, headers: HeaderMap, mut form: Multipart) -> Response {
-    {
-        let mut g = lock(&state);
-        g.requests += 1;
-        if g.fail_next > 0 {
-            g.fail_next -= 1;
-            let secs = g.retry_after_s.to_string();
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [(axum::http::header::RETRY_AFTER, secs)],
-                "busy, come back later",
-            )
-                .into_response();
-        }
-    }
+/// One record as it came off the wire, before any check.
+#[derive(Default)]
+struct Incoming {
+    metadata: Option<String>,
+    signature: Option<String>,
+    overview: Option<Vec<u8>>,
+    crop: Option<Vec<u8>>,
+    evidence_dropped: Option<String>,
+}
 
-    let mut metadata_json = None;
-    let mut overview = None;
-    let mut crop = None;
+type Refusal = (StatusCode, String);
+
+/// Reads the parts of a multipart body into records; `batch` parts carry a
+/// `.N` suffix naming their record.
+async fn read_parts(form: &mut Multipart, batch: bool) -> Result<Vec<Incoming>, Refusal> {
+    let mut recs: Vec<Incoming> = Vec::new();
+    let bad = |m: String| (StatusCode::BAD_REQUEST, m);
     loop {
         let field = match form.next_field().await {
             Ok(Some(f)) => f,
             Ok(None) => break,
-            Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad multipart: {e}")),
+            Err(e) => return Err(bad(format!("bad multipart: {e}"))),
         };
-        let name = field.name().unwrap_or("").to_string();
-        let bytes = match field.bytes().await {
-            Ok(b) => b.to_vec(),
-            Err(e) => return error(StatusCode::BAD_REQUEST, format!("bad part `{name}`: {e}")),
-        };
-        match name.as_str() {
-            "metadata" => match String::from_utf8(bytes) {
-                Ok(s) => metadata_json = Some(s),
-                Err(_) => return error(StatusCode::BAD_REQUEST, "metadata is not UTF-8"),
-            },
-            "overview" => overview = Some(bytes),
-            "crop" => crop = Some(bytes),
-            other => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    format!("unexpected part `{other}`"),
-                )
+        let full = field.name().unwrap_or("").to_string();
+        let (name, index) = if batch {
+            match full
+                .rsplit_once('.')
+                .and_then(|(n, i)| Some((n, i.parse::<usize>().ok()?)))
+            {
+                Some((n, i)) if i < 1024 => (n.to_string(), i),
+                _ => return Err(bad(format!("part `{full}` has no record index"))),
             }
+        } else {
+            (full.clone(), 0)
+        };
+        let bytes = field
+            .bytes()
+            .await
+            .map_err(|e| bad(format!("bad part `{full}`: {e}")))?
+            .to_vec();
+        while recs.len() <= index {
+            recs.push(Incoming::default());
+        }
+        let rec = &mut recs[index];
+        let text =
+            |b: Vec<u8>| String::from_utf8(b).map_err(|_| bad(format!("`{full}` is not UTF-8")));
+        match name.as_str() {
+            "metadata" => rec.metadata = Some(text(bytes)?),
+            "signature" => rec.signature = Some(text(bytes)?),
+            "evidence_dropped" => rec.evidence_dropped = Some(text(bytes)?),
+            "overview" => rec.overview = Some(bytes),
+            "crop" => rec.crop = Some(bytes),
+            other => return Err(bad(format!("unexpected part `{other}`"))),
         }
     }
-    let (Some(metadata_json), Some(overview_jpeg), Some(crop_jpeg)) =
-        (metadata_json, overview, crop)
-    else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "need parts `metadata`, `overview` and `crop`",
-        );
-    };
-    let metadata: RecordMetadata = match serde_json::from_str(&metadata_json) {
-        Ok(m) => m,
-        Err(e) => {
-            return error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("metadata does not parse: {e}"),
-            )
+    Ok(recs)
+}
+
+/// Checks one record and stores it; `Ok(true)` when new, `Ok(false)` when
+/// already held (identical).
+fn accept(g: &mut Inner, rec: Incoming, key: Option<Uuid>) -> Result<(Uuid, bool), Refusal> {
+    let bad = |m: &str| (StatusCode::BAD_REQUEST, m.to_string());
+    let unprocessable = |m: String| (StatusCode::UNPROCESSABLE_ENTITY, m);
+    let metadata_json = rec.metadata.ok_or_else(|| bad("need a `metadata` part"))?;
+    let metadata: RecordMetadata = serde_json::from_str(&metadata_json)
+        .map_err(|e| unprocessable(format!("metadata does not parse: {e}")))?;
+    if let Some(k) = key {
+        if k != metadata.id {
+            return Err(bad("Idempotency-Key header must equal metadata.id"));
         }
+    }
+    let id = metadata.id;
+    if let Some(&i) = g.index.get(&id) {
+        if g.records[i].metadata_json != metadata_json {
+            return Err((
+                StatusCode::CONFLICT,
+                format!("record {id} is already held with other content"),
+            ));
+        }
+        g.records[i].deliveries += 1;
+        return Ok((id, false));
+    }
+    let device_key = *g.devices.get(&metadata.device_id).ok_or_else(|| {
+        (
+            StatusCode::FORBIDDEN,
+            format!("unknown device `{}`", metadata.device_id),
+        )
+    })?;
+    let signature = rec
+        .signature
+        .ok_or_else(|| unprocessable("unsigned record: no `signature` part".into()))?;
+    verify_record(&device_key, metadata_json.as_bytes(), &signature)
+        .map_err(|e| unprocessable(format!("record seq {}: {e}", metadata.seq)))?;
+    let (overview_jpeg, crop_jpeg) = match (&rec.evidence_dropped, rec.overview, rec.crop) {
+        (None, Some(o), Some(c)) => {
+            for (what, bytes, claimed) in [
+                ("overview", &o, &metadata.overview_sha256),
+                ("crop", &c, &metadata.crop_sha256),
+            ] {
+                let actual = sha256_hex(bytes);
+                if !actual.eq_ignore_ascii_case(claimed) {
+                    return Err(unprocessable(format!(
+                        "{what} sha256 mismatch: metadata says {claimed}, image is {actual}"
+                    )));
+                }
+            }
+            (o, c)
+        }
+        (Some(_), None, None) => (Vec::new(), Vec::new()),
+        _ => {
+            return Err(bad(
+                "need parts `overview` and `crop`, or `evidence_dropped` and no images",
+            ))
+        }
+    };
+    let (Some(chain_id), Some(prev)) = (&metadata.chain_id, &metadata.prev_record_sha256) else {
+        return Err(unprocessable(
+            "record has no chain_id / prev_record_sha256".into(),
+        ));
+    };
+    let chain_key = (metadata.device_id.clone(), chain_id.clone());
+    match g.chains.get(&chain_key) {
+        None if prev != GENESIS_PREV => {
+            return Err((
+                StatusCode::CONFLICT,
+                format!(
+                "record seq {} continues chain {chain_id}, whose earlier records have not arrived",
+                metadata.seq
+            ),
+            ))
+        }
+        None => {}
+        Some(head) if metadata.seq != head.seq + 1 => {
+            return Err((
+                StatusCode::CONFLICT,
+                format!(
+                    "expected seq {} next in chain {chain_id}, got {}: missing or reordered",
+                    head.seq + 1,
+                    metadata.seq
+                ),
+            ))
+        }
+        Some(head) if *prev != head.record_sha256 => {
+            return Err(unprocessable(format!(
+            "chain broken at seq {}: prev_record_sha256 does not match record seq {} as received",
+            metadata.seq, head.seq
+        )))
+        }
+        Some(_) => {}
+    }
+    g.chains.insert(
+        chain_key,
+        ChainHead {
+            seq: metadata.seq,
+            record_sha256: record_sha256(metadata_json.as_bytes()),
+        },
+    );
+    let i = g.records.len();
+    g.records.push(ReceivedRecord {
+        metadata,
+        metadata_json,
+        overview_jpeg,
+        crop_jpeg,
+        signature,
+        evidence_dropped: rec.evidence_dropped,
+        deliveries: 1,
+    });
+    g.index.insert(id, i);
+    Ok((id, true))
+}
+
+fn refuse(g: &mut Inner, (status, reason): Refusal) -> Response {
+    g.refusals.push((status.as_u16(), reason.clone()));
+    error(status, reason)
+}
+
+/// Answers the injected faults (503, garbage) when any are armed.
+fn injected_fault(g: &mut Inner) -> Option<Response> {
+    if g.fail_next > 0 {
+        g.fail_next -= 1;
+        let secs = g.retry_after_s.to_string();
+        return Some(
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(axum::http::header::RETRY_AFTER, secs)],
+                "busy, come back later",
+            )
+                .into_response(),
+        );
+    }
+    None
+}
+
+async fn receive(State(state): State<Shared>, headers: HeaderMap, mut form: Multipart) -> Response {
+    {
+        let mut g = lock(&state);
+        g.requests += 1;
+        if let Some(r) = injected_fault(&mut g) {
+            return r;
+        }
+    }
+    let parts = read_parts(&mut form, false).await;
+    let mut g = lock(&state);
+    let mut recs = match parts {
+        Ok(r) if r.len() == 1 => r,
+        Ok(_) => return refuse(&mut g, (StatusCode::BAD_REQUEST, "no parts".into())),
+        Err(e) => return refuse(&mut g, e),
     };
     let key = headers
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| Uuid::parse_str(v.trim()).ok());
-    if key != Some(metadata.id) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "Idempotency-Key header must equal metadata.id",
-        );
-    }
-    for (what, bytes, claimed) in [
-        ("overview", &overview_jpeg, &metadata.overview_sha256),
-        ("crop", &crop_jpeg, &metadata.crop_sha256),
-    ] {
-        let actual = sha256_hex(bytes);
-        if !actual.eq_ignore_ascii_case(claimed) {
-            return error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("{what} sha256 mismatch: metadata says {claimed}, image is {actual}"),
-            );
-        }
-    }
-
-    let id = metadata.id;
-    let mut g = lock(&state);
-    let status = match g.index.get(&id).copied() {
-        Some(i) => {
-            g.records[i].deliveries += 1;
-            StatusCode::OK
-        }
-        None => {
-            let i = g.records.len();
-            g.records.push(ReceivedRecord {
-                metadata,
-                metadata_json,
-                overview_jpeg,
-                crop_jpeg,
-                deliveries: 1,
-            });
-            g.index.insert(id, i);
-            StatusCode::CREATED
-        }
+        .and_then(|v| Uuid::parse_str(v.trim()).ok())
+        .unwrap_or_else(Uuid::nil);
+    let (id, new) = match accept(&mut g, recs.remove(0), Some(key)) {
+        Ok(x) => x,
+        Err(e) => return refuse(&mut g, e),
     };
     if g.garbage_next > 0 {
         g.garbage_next -= 1;
@@ -488,9 +716,57 @@ async fn receive(State(state): State<Shared>, headers: HeaderMap, mut form: Mult
     } else {
         id
     };
+    let status = if new {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     (
         status,
         axum::Json(serde_json::json!({ "id": answer_id.to_string() })),
+    )
+        .into_response()
+}
+
+async fn receive_batch(State(state): State<Shared>, mut form: Multipart) -> Response {
+    {
+        let mut g = lock(&state);
+        g.requests += 1;
+        if let Some(r) = injected_fault(&mut g) {
+            return r;
+        }
+    }
+    let parts = read_parts(&mut form, true).await;
+    let mut g = lock(&state);
+    let recs = match parts {
+        Ok(r) if !r.is_empty() => r,
+        Ok(_) => return refuse(&mut g, (StatusCode::BAD_REQUEST, "empty batch".into())),
+        Err(e) => return refuse(&mut g, e),
+    };
+    let mut acked = Vec::new();
+    let mut first_error = None;
+    for rec in recs {
+        match accept(&mut g, rec, None) {
+            Ok((id, _)) => acked.push(id.to_string()),
+            Err(e) => {
+                g.refusals.push((e.0.as_u16(), e.1.clone()));
+                first_error = Some(e.1);
+                // Later records would only break the chain: leave them for the retry.
+                break;
+            }
+        }
+    }
+    if g.garbage_next > 0 {
+        g.garbage_next -= 1;
+        return (StatusCode::OK, "<html><body>It works!</body></html>").into_response();
+    }
+    if g.wrong_id_next > 0 {
+        g.wrong_id_next -= 1;
+        acked.push(Uuid::new_v4().to_string());
+    }
+    (
+        StatusCode::OK,
+        axum::Json(serde_json::json!({ "acked": acked, "error": first_error })),
     )
         .into_response()
 }

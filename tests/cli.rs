@@ -304,3 +304,45 @@ fn lists_keygen_build_and_verify_and_a_bad_bundle_names_its_cause() {
     assert!(!ok);
     assert!(out.contains("signature"), "{out}");
 }
+
+#[test]
+fn provision_twice_keeps_the_keys_and_force_replaces_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state = dir.path().join("state");
+    let config = dir.path().join("etc").join("config.toml");
+    let provision = |force: bool| {
+        let mut cmd = anpr_edge();
+        cmd.arg("provision")
+            .arg("--state-dir")
+            .arg(&state)
+            .arg("--config")
+            .arg(&config)
+            .args(["--device-id", "ams-ze-0009"]);
+        if force {
+            cmd.arg("--force");
+        }
+        let out = cmd.output().expect("run");
+        assert!(out.status.success(), "{out:?}");
+        (
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (first, _) = provision(false);
+    assert!(first.contains("evidence_public_key = \""), "{first}");
+    assert!(first.contains("BEGIN CERTIFICATE REQUEST"), "{first}");
+    let key = std::fs::read(state.join("evidence.key")).expect("key");
+    let (second, said) = provision(false);
+    assert!(said.contains("kept"), "{said}");
+    assert_eq!(std::fs::read(state.join("evidence.key")).expect("key"), key);
+    let line = |s: &str| s.lines().next().unwrap_or_default().to_string();
+    assert_eq!(line(&first), line(&second));
+    let (forced, _) = provision(true);
+    assert_ne!(line(&first), line(&forced));
+    // The skeleton passes check-config except for the site's own files.
+    let (ok, out) = run(anpr_edge().arg("check-config").arg(&config));
+    assert!(
+        ok || out.contains("ca_cert") || out.contains("client_cert"),
+        "{out}"
+    );
+}

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anpr_edge::metrics::Metrics;
 use anpr_edge::receiver::{self, ReceiverHandle, TestPki};
-use anpr_edge::store::testing::{sample_context, sample_violation};
+use anpr_edge::store::testing::{sample_context, sample_signer, sample_violation};
 use anpr_edge::store::{PendingRecord, Store};
 use anpr_edge::upload::{run_uploader, Backend, HttpsBackend, UploadError, UploaderParams};
 use tokio_util::sync::CancellationToken;
@@ -23,6 +23,7 @@ async fn fixture(records: usize) -> Fixture {
     let rx = receiver::start("127.0.0.1:0".parse().expect("addr"), &pki)
         .await
         .expect("receiver");
+    rx.trust_device("cam-post-17", sample_signer().verifying_key());
     let db = dir.path().join("state").join("anpr.sqlite");
     let mut s = Store::open(&db).expect("store");
     for i in 0..records {

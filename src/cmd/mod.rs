@@ -6,6 +6,7 @@ pub mod demo;
 pub mod eval;
 pub mod lists;
 pub mod passwd;
+pub mod provision;
 pub mod run;
 pub mod version;
 

@@ -223,7 +223,7 @@ pub fn overview(p: &OverviewPage<'_>) -> String {
         b,
         "<h2>Store and upload</h2><table id=upload>\
 <tr><th>disk</th><td>{:.0}% used · {} free of {}</td></tr>\
-<tr><th>store</th><td>{}</td></tr>\
+<tr><th>store</th><td>{}{}</td></tr>\
 <tr><th>waiting for upload</th><td>{} violation(s){}</td></tr>\
 <tr><th>last upload</th><td>{}</td></tr>\
 <tr><th>last failure</th><td>{}</td></tr></table>",
@@ -231,6 +231,15 @@ pub fn overview(p: &OverviewPage<'_>) -> String {
         bytes(p.storage.fs_free_bytes),
         bytes(p.storage.fs_total_bytes),
         bytes(p.storage.store_bytes),
+        if p.storage.budget_bytes > 0 {
+            format!(
+                " · budget {} of {} used",
+                bytes(p.storage.budget_used_bytes),
+                bytes(p.storage.budget_bytes)
+            )
+        } else {
+            String::new()
+        },
         u.pending,
         u.oldest_pending_age_s
             .map(|a| format!(", oldest {}", human_s(a)))

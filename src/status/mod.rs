@@ -142,7 +142,11 @@ impl App {
                 .collect()
         };
         let clock = ctx.time.sync.state();
-        let storage = view::storage(&ctx.store_path);
+        let storage = view::Storage {
+            budget_used_bytes: counters.store_used_bytes,
+            budget_bytes: counters.store_max_bytes,
+            ..view::storage(&ctx.store_path)
+        };
         let uploads = view::uploads(&counters, now_ms);
         let lists = ctx.lists.as_ref().map(|p| p());
         let alarms = view::alarms(&view::AlarmInput {

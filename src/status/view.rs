@@ -162,6 +162,10 @@ pub struct Storage {
     pub fs_total_bytes: u64,
     pub fs_free_bytes: u64,
     pub fs_used_percent: f64,
+    /// The store's own account against its budget (`store.max_bytes`; 0 =
+    /// no budget).
+    pub budget_used_bytes: u64,
+    pub budget_bytes: u64,
 }
 
 pub fn storage(store_path: &Path) -> Storage {
@@ -181,6 +185,7 @@ pub fn storage(store_path: &Path) -> Storage {
         } else {
             100.0 * (total - free.min(total)) as f64 / total as f64
         },
+        ..Storage::default()
     }
 }
 
@@ -232,6 +237,15 @@ pub fn uploads(s: &MetricsSnapshot, now_unix_ms: i64) -> Uploads {
             .and_then(|f| age(f.at_unix_ms)),
         last_failure_reason: s.last_upload_failure.as_ref().map(|f| f.reason.clone()),
         failing_now: s.last_upload_error.clone(),
+    }
+}
+
+fn human_bytes(b: u64) -> String {
+    const MIB: f64 = 1024.0 * 1024.0;
+    if b as f64 >= 1024.0 * MIB {
+        format!("{:.1} GiB", b as f64 / (1024.0 * MIB))
+    } else {
+        format!("{:.1} MiB", b as f64 / MIB)
     }
 }
 
@@ -354,6 +368,27 @@ pub fn alarms(i: &AlarmInput<'_>) -> Vec<Alarm> {
             todo: "Free space on the data partition (old logs, core dumps); once the disk is full new violations are held in memory only.",
         });
     }
+    if i.counters.store_budget_alarm || i.counters.violations_refused > 0 {
+        let drops: u64 = i.counters.store_drops.values().sum();
+        out.push(Alarm {
+            id: "store_budget_full",
+            what: format!(
+                "store at its budget: {} of {} used; {} violations refused, {} evidence or records dropped",
+                human_bytes(i.counters.store_used_bytes),
+                human_bytes(i.counters.store_max_bytes),
+                i.counters.violations_refused,
+                drops
+            ),
+            todo: "Restore the upload link so that delivered records free space (see the last failure), or raise store.max_bytes if the partition allows; store.on_budget_full says what is given up meanwhile.",
+        });
+    }
+    if let Some(where_to) = &i.counters.store_moved_aside {
+        out.push(Alarm {
+            id: "store_moved_aside",
+            what: format!("a damaged database was moved aside at start: {where_to}"),
+            todo: "Copy the moved file off the device for the backend's operator (it may hold undelivered violations); recording goes on in a fresh database.",
+        });
+    }
     if i.counters.store_errors > 0 {
         out.push(Alarm {
             id: "store_errors",
@@ -474,5 +509,41 @@ mod tests {
         assert!(a[0].what.contains("/dev/video0"));
         assert!(a[1].what.contains("16.0 s"));
         assert!(a.iter().all(|a| !a.todo.is_empty()));
+    }
+
+    #[test]
+    fn a_full_store_budget_and_a_moved_database_raise_alarms() {
+        let m = Metrics::new();
+        let clock = SyncState {
+            synchronised: true,
+            max_error_us: 1000,
+        };
+        let quiet = |s: &MetricsSnapshot| {
+            let up = uploads(s, chrono::Utc::now().timestamp_millis());
+            alarms(&AlarmInput {
+                counters: s,
+                cameras: &[],
+                clock,
+                lists: None,
+                storage: &Storage::default(),
+                uploads: &up,
+            })
+        };
+        assert!(quiet(&snap(&m)).is_empty());
+        m.store_used_bytes.store(512 << 20, Ordering::Relaxed);
+        m.store_max_bytes.store(512 << 20, Ordering::Relaxed);
+        m.store_budget_alarm.store(true, Ordering::Relaxed);
+        m.violations_refused.store(2, Ordering::Relaxed);
+        *m.store_moved_aside.lock().expect("lock") = Some("/var/lib/anpr-edge/x.damaged".into());
+        let a = quiet(&snap(&m));
+        let ids: Vec<&str> = a.iter().map(|a| a.id).collect();
+        assert_eq!(ids, ["store_budget_full", "store_moved_aside"]);
+        assert!(
+            a[0].what.contains("512.0 MiB of 512.0 MiB"),
+            "{}",
+            a[0].what
+        );
+        assert!(a[0].what.contains("2 violations refused"));
+        assert!(a[1].what.contains("x.damaged"));
     }
 }

@@ -7,10 +7,15 @@
 //! not lose it. The uploader reads from a second connection to the same file
 //! (WAL lets it read while the pipeline writes).
 //!
+//! Every record is signed (Ed25519, [`crate::keys`]) over its metadata bytes,
+//! which name the previous record's hash: a chain the backend checks. The
+//! store also keeps the database within its disk budget and applies retention
+//! ([`Store::apply_retention`]); every deletion of evidence is counted by
+//! reason in the database itself.
+//!
 //! This module only ever sees [`Violation`]s: non-hits never reach it, and it
 //! never stores anything about a vehicle that was not judged a candidate
-//! violation. It never talks to the network and never deletes evidence (a
-//! retention job, elsewhere, will).
+//! violation. It never talks to the network.
 
 pub mod testing;
 
@@ -25,11 +30,32 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::clock::SyncState;
+use crate::config::BudgetPolicy;
+use crate::keys::{record_sha256, EvidenceSigner, GENESIS_PREV};
 use crate::message::{Decision, Direction, Violation};
 
 /// Version of the layout of [`RecordMetadata`], stated in every record so the
-/// backend can tell formats apart.
-pub const METADATA_FORMAT: u32 = 1;
+/// backend can tell formats apart. 2 added `chain_id` and `prev_record_sha256`.
+pub const METADATA_FORMAT: u32 = 2;
+
+/// Reasons under which evidence or records are deleted, as counted in the
+/// `drops` table and stated to the backend in `evidence_dropped`.
+pub mod reason {
+    /// Images of a new record not stored: disk budget reached (`drop_new_evidence`).
+    pub const NEW_EVIDENCE_BUDGET: &str = "disk_budget_new_evidence";
+    /// Images of the oldest unacknowledged record deleted for room (`drop_oldest_evidence`).
+    pub const OLDEST_EVIDENCE_BUDGET: &str = "disk_budget_oldest_evidence";
+    /// A new violation not recorded at all (`refuse_new`, or no room even for its metadata).
+    pub const REFUSED_BUDGET: &str = "disk_budget_refused";
+    /// An acknowledged record (already delivered) deleted early for room.
+    pub const ACKED_RECORD_BUDGET: &str = "disk_budget_acked_record";
+    /// Images of an acknowledged record deleted after `acked_evidence_retention_h`.
+    pub const ACKED_EVIDENCE_RETENTION: &str = "retention_acked_evidence";
+    /// Images of an unacknowledged record older than `max_retention_days`.
+    pub const UNACKED_EVIDENCE_EXPIRED: &str = "retention_unacked_expired";
+    /// An acknowledged row older than `max_retention_days`, deleted whole.
+    pub const ACKED_ROW_EXPIRED: &str = "retention_acked_row";
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -78,6 +104,20 @@ pub enum StoreError {
     },
     #[error("violation store {path}: no record {id}")]
     NotFound { path: PathBuf, id: Uuid },
+    #[error("violation store {path} is at its disk budget ({used} of {max} bytes); violation not recorded (store.on_budget_full = {policy})")]
+    BudgetFull {
+        path: PathBuf,
+        used: u64,
+        max: u64,
+        policy: &'static str,
+    },
+    #[error("violation store {path} failed its integrity check: {detail}")]
+    Integrity { path: PathBuf, detail: String },
+    #[error("cannot move damaged violation store {path} aside: {source}")]
+    MoveAside {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Who, where and with what a violation was recorded: the parts of a record
@@ -94,6 +134,52 @@ pub struct RecordContext {
     pub model_versions: String,
     /// JPEG quality (1..=100) for both the overview and the crop.
     pub jpeg_quality: u8,
+    /// Signs each record.
+    pub signer: EvidenceSigner,
+}
+
+/// The disk budget of a store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoreLimits {
+    /// Bytes of database pages in use; `u64::MAX` for no budget.
+    pub max_bytes: u64,
+    pub policy: BudgetPolicy,
+}
+
+impl Default for StoreLimits {
+    fn default() -> Self {
+        StoreLimits {
+            max_bytes: u64::MAX,
+            policy: BudgetPolicy::DropNewEvidence,
+        }
+    }
+}
+
+/// Where the store stands against its budget, and every drop so far.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BudgetStatus {
+    pub used_bytes: u64,
+    pub max_bytes: u64,
+    /// Set while the last record needed the configured budget policy.
+    pub alarm: bool,
+    /// Deletions of evidence and records so far, by [`reason`].
+    pub drops: std::collections::BTreeMap<String, u64>,
+}
+
+/// What one retention pass deleted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RetentionReport {
+    pub acked_evidence_deleted: u64,
+    /// Seqs of unacknowledged records whose evidence expired.
+    pub unacked_evidence_expired: Vec<i64>,
+    pub acked_rows_deleted: u64,
+}
+
+/// A damaged database that was moved aside so the daemon could start afresh.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MovedAside {
+    pub to: PathBuf,
+    pub reason: String,
 }
 
 /// The identity a record got when it was committed.
@@ -102,6 +188,8 @@ pub struct StoredId {
     pub id: Uuid,
     /// Per-device sequence number: 1, 2, 3, ... without gaps.
     pub seq: i64,
+    /// Why the images were not stored (disk budget), if they were not.
+    pub evidence_dropped: Option<&'static str>,
 }
 
 /// The plate as read.
@@ -128,6 +216,15 @@ pub struct RecordMetadata {
     /// Per-device sequence number without gaps; a missing number at the backend
     /// means a record has not arrived (yet).
     pub seq: i64,
+    /// The chain this record belongs to: 32 hex digits, made when the database
+    /// was created. A database that had to be replaced starts a new chain.
+    /// Absent in format 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain_id: Option<String>,
+    /// Lower-case hex SHA-256 of the previous record's `metadata` bytes in this
+    /// chain; 64 zeros for the first. Absent in format 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev_record_sha256: Option<String>,
     /// UTC wall-clock time of the overview (best) frame, RFC 3339 with milliseconds.
     pub captured_at: String,
     /// Whether the wall clock was synchronised when the overview was captured, and
@@ -177,8 +274,13 @@ pub struct PendingRecord {
     /// The canonical JSON of `metadata`, byte for byte as stored; this is what is
     /// uploaded, so the backend sees exactly what the device committed.
     pub metadata_json: String,
+    /// Empty when the evidence was deleted; see `evidence_dropped`.
     pub overview_jpeg: Vec<u8>,
     pub crop_jpeg: Vec<u8>,
+    /// Ed25519 signature of `metadata_json`, base64; `None` for format 1 records.
+    pub signature: Option<String>,
+    /// Why the images were deleted ([`reason`]), if they were.
+    pub evidence_dropped: Option<String>,
 }
 
 /// Delivery state of one record, for diagnostics and tests.
@@ -235,6 +337,27 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX violation_pending ON violation (seq) WHERE acked_at IS NULL;
     "#,
+    // 2: signatures, the hash chain, dropped evidence, drop counters.
+    r#"
+    ALTER TABLE violation ADD COLUMN record_sha256 TEXT;
+    ALTER TABLE violation ADD COLUMN signature TEXT;
+    ALTER TABLE violation ADD COLUMN evidence_dropped TEXT;
+    CREATE INDEX violation_acked ON violation (acked_at) WHERE acked_at IS NOT NULL;
+    CREATE TABLE store_info (
+        key   TEXT PRIMARY KEY NOT NULL,
+        value TEXT NOT NULL
+    );
+    INSERT INTO store_info (key, value) VALUES ('chain_id', lower(hex(randomblob(16))));
+    CREATE TABLE chain_head (
+        device_id     TEXT PRIMARY KEY NOT NULL,
+        seq           INTEGER NOT NULL,
+        record_sha256 TEXT NOT NULL
+    );
+    CREATE TABLE drops (
+        reason TEXT PRIMARY KEY NOT NULL,
+        count  INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build creates and understands.
@@ -264,6 +387,136 @@ fn encode_jpeg(img: &RgbImage, quality: u8, what: &'static str) -> Result<Vec<u8
 pub struct Store {
     conn: Connection,
     path: PathBuf,
+    chain_id: String,
+    limits: StoreLimits,
+    alarm: bool,
+}
+
+/// Room a record's row takes beyond its images and metadata (columns, index
+/// entries, page slack): an over- rather than an under-estimate.
+const ROW_OVERHEAD: u64 = 2048;
+
+/// One part in this many of the budget is kept for records without images.
+const RESERVE_FOR_METADATA: u64 = 10;
+
+/// The file beside `path` with `suffix` appended (`-wal`, `-shm`).
+fn sibling(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Makes room within `limits` for a record of `need` bytes (`meta_need`
+/// without its images): first by deleting acknowledged records, oldest first,
+/// then as the policy says. Returns the reason the new record's images are not
+/// to be stored, if so; `BudgetFull` if the record is not to be stored at all.
+fn make_room(
+    conn: &Connection,
+    path: &Path,
+    limits: StoreLimits,
+    need: u64,
+    meta_need: u64,
+) -> Result<Option<&'static str>, StoreError> {
+    if limits.max_bytes == u64::MAX {
+        return Ok(None);
+    }
+    let sql = |op: &'static str| {
+        move |source| StoreError::Sql {
+            path: path.to_path_buf(),
+            op,
+            source,
+        }
+    };
+    let used = || used_page_bytes(conn);
+    // Images may fill the budget up to this: the rest is kept for records that
+    // have to go without them, so those are not refused for want of room.
+    let image_limit = limits.max_bytes - limits.max_bytes / RESERVE_FOR_METADATA;
+    let fits = |n: u64| used().map(|u| u.saturating_add(n) <= image_limit);
+    let fits_meta = |n: u64| used().map(|u| u.saturating_add(n) <= limits.max_bytes);
+    if fits(need).map_err(sql("measure size"))? {
+        return Ok(None);
+    }
+    // Delivered records first: the backend holds them already.
+    loop {
+        let n = conn
+            .execute(
+                "DELETE FROM violation WHERE id IN (SELECT id FROM violation
+                 WHERE acked_at IS NOT NULL ORDER BY seq LIMIT 16)",
+                [],
+            )
+            .map_err(sql("delete acknowledged records for room"))? as u64;
+        count_drop(conn, reason::ACKED_RECORD_BUDGET, n).map_err(sql("count drop"))?;
+        if fits(need).map_err(sql("measure size"))? {
+            return Ok(None);
+        }
+        if n == 0 {
+            break;
+        }
+    }
+    if limits.policy == BudgetPolicy::DropOldestEvidence {
+        loop {
+            let seqs: Vec<i64> = conn
+                .prepare_cached(
+                    "UPDATE violation SET overview_jpeg = x'', crop_jpeg = x'', evidence_dropped = ?1
+                     WHERE id IN (SELECT id FROM violation WHERE acked_at IS NULL
+                                  AND evidence_dropped IS NULL ORDER BY seq LIMIT 4)
+                     RETURNING seq",
+                )
+                .and_then(|mut st| {
+                    st.query_map(params![reason::OLDEST_EVIDENCE_BUDGET], |r| r.get(0))?
+                        .collect()
+                })
+                .map_err(sql("delete oldest evidence for room"))?;
+            if !seqs.is_empty() {
+                tracing::warn!(
+                    ?seqs,
+                    reason = reason::OLDEST_EVIDENCE_BUDGET,
+                    "disk budget reached: deleted the images of the oldest unacknowledged records"
+                );
+            }
+            count_drop(conn, reason::OLDEST_EVIDENCE_BUDGET, seqs.len() as u64)
+                .map_err(sql("count drop"))?;
+            if fits(need).map_err(sql("measure size"))? {
+                return Ok(None);
+            }
+            if seqs.is_empty() {
+                break;
+            }
+        }
+    }
+    let full = || StoreError::BudgetFull {
+        path: path.to_path_buf(),
+        used: used().unwrap_or(0),
+        max: limits.max_bytes,
+        policy: limits.policy.as_str(),
+    };
+    match limits.policy {
+        BudgetPolicy::RefuseNew => Err(full()),
+        _ if fits_meta(meta_need).map_err(sql("measure size"))? => {
+            Ok(Some(reason::NEW_EVIDENCE_BUDGET))
+        }
+        _ => Err(full()),
+    }
+}
+
+fn count_drop(conn: &Connection, reason: &str, n: u64) -> rusqlite::Result<()> {
+    if n == 0 {
+        return Ok(());
+    }
+    conn.execute(
+        "INSERT INTO drops (reason, count) VALUES (?1, ?2)
+         ON CONFLICT (reason) DO UPDATE SET count = count + excluded.count",
+        params![reason, n as i64],
+    )?;
+    Ok(())
+}
+
+/// Bytes of pages in use (not on the free list).
+fn used_page_bytes(conn: &Connection) -> rusqlite::Result<u64> {
+    let pages: i64 = conn.pragma_query_value(None, "page_count", |r| r.get(0))?;
+    let free: i64 = conn.pragma_query_value(None, "freelist_count", |r| r.get(0))?;
+    let size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
+    Ok(((pages - free).max(0) * size.max(0)) as u64)
 }
 
 impl Store {
@@ -297,12 +550,127 @@ impl Store {
         // FULL: a commit is on disk (WAL fsynced) before record() returns.
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(open_err)?;
+        // After a checkpoint the WAL shrinks back to this, so it cannot keep
+        // the disk space of a burst (it counts against the budget).
+        conn.pragma_update(None, "journal_size_limit", 16 * 1024 * 1024)
+            .map_err(open_err)?;
         let mut store = Store {
             conn,
             path: path_buf,
+            chain_id: String::new(),
+            limits: StoreLimits::default(),
+            alarm: false,
         };
         store.migrate()?;
+        store.chain_id = store
+            .conn
+            .query_row(
+                "SELECT value FROM store_info WHERE key = 'chain_id'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| store.sql("read chain id", e))?;
         Ok(store)
+    }
+
+    /// Opens the database at `path` and checks it (`PRAGMA quick_check`). A
+    /// file that cannot be opened as a database, or fails the check, is renamed
+    /// to `<path>.damaged-<UTC time>` (with its WAL) and a fresh database is
+    /// made, so the daemon keeps recording; the move is returned for reporting.
+    /// A database from a newer build is refused, never moved.
+    pub fn open_checked(path: &Path) -> Result<(Store, Option<MovedAside>), StoreError> {
+        let failure = match Store::open(path) {
+            Ok(store) => match store.quick_check() {
+                Ok(()) => return Ok((store, None)),
+                Err(e) => e,
+            },
+            Err(e @ (StoreError::NewerSchema { .. } | StoreError::CreateDir { .. })) => {
+                return Err(e)
+            }
+            Err(e) => e,
+        };
+        let stamp = Utc::now().format("%Y%m%dT%H%M%SZ");
+        let to = sibling(path, &format!(".damaged-{stamp}"));
+        for suffix in ["", "-wal", "-shm"] {
+            let from = sibling(path, suffix);
+            if from.exists() {
+                std::fs::rename(&from, sibling(&to, suffix)).map_err(|source| {
+                    StoreError::MoveAside {
+                        path: from.clone(),
+                        source,
+                    }
+                })?;
+            }
+        }
+        let store = Store::open(path)?;
+        Ok((
+            store,
+            Some(MovedAside {
+                to,
+                reason: failure.to_string(),
+            }),
+        ))
+    }
+
+    /// `PRAGMA quick_check`: `Ok` when SQLite finds the file consistent.
+    pub fn quick_check(&self) -> Result<(), StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("PRAGMA quick_check")
+            .map_err(|e| self.integrity(e.to_string()))?;
+        let lines: Vec<String> = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.integrity(e.to_string()))?;
+        if lines.len() == 1 && lines[0] == "ok" {
+            Ok(())
+        } else {
+            Err(self.integrity(lines.join("; ")))
+        }
+    }
+
+    fn integrity(&self, detail: String) -> StoreError {
+        StoreError::Integrity {
+            path: self.path.clone(),
+            detail,
+        }
+    }
+
+    /// Sets the disk budget that [`Store::record`] keeps to.
+    pub fn set_limits(&mut self, limits: StoreLimits) {
+        self.limits = limits;
+    }
+
+    /// The chain id of this database (see [`RecordMetadata::chain_id`]).
+    pub fn chain_id(&self) -> &str {
+        &self.chain_id
+    }
+
+    /// Bytes the store takes against its budget: its pages in use. (The WAL
+    /// beside it adds at most a few MiB: it is checkpointed every 1000 pages
+    /// and cut back to 16 MiB.)
+    pub fn used_bytes(&self) -> Result<u64, StoreError> {
+        used_page_bytes(&self.conn).map_err(|e| self.sql("measure size", e))
+    }
+
+    /// The budget, the alarm and the drop counters.
+    pub fn budget_status(&self) -> Result<BudgetStatus, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT reason, count FROM drops ORDER BY reason")
+            .map_err(|e| self.sql("read drops", e))?;
+        let drops = stmt
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+            })
+            .and_then(|rows| rows.collect::<Result<_, _>>())
+            .map_err(|e| self.sql("read drops", e))?;
+        Ok(BudgetStatus {
+            used_bytes: self.used_bytes()?,
+            max_bytes: self.limits.max_bytes,
+            alarm: self.alarm,
+            drops,
+        })
     }
 
     /// The raw connection, for tests that inspect columns directly.
@@ -390,18 +758,32 @@ impl Store {
             .map_err(sql("begin record"))?;
         // max+1 inside the write transaction: no gaps, no duplicates, even with
         // another connection writing.
-        let seq: i64 = tx
+        // The chain head outlives deleted rows, so a number is never reused.
+        let head: Option<(i64, String)> = tx
             .query_row(
-                "SELECT COALESCE(MAX(seq), 0) + 1 FROM violation WHERE device_id = ?1",
+                "SELECT seq, record_sha256 FROM chain_head WHERE device_id = ?1",
+                params![ctx.device_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(sql("read chain head"))?;
+        let max_seq: i64 = tx
+            .query_row(
+                "SELECT COALESCE(MAX(seq), 0) FROM violation WHERE device_id = ?1",
                 params![ctx.device_id],
                 |r| r.get(0),
             )
             .map_err(sql("next sequence number"))?;
+        let seq = head.as_ref().map_or(0, |h| h.0).max(max_seq) + 1;
+        // Records made before format 2 are unsigned: the chain starts after them.
+        let prev = head.map_or_else(|| GENESIS_PREV.to_string(), |h| h.1);
         let meta = RecordMetadata {
             format: METADATA_FORMAT,
             id,
             device_id: ctx.device_id.clone(),
             seq,
+            chain_id: Some(self.chain_id.clone()),
+            prev_record_sha256: Some(prev),
             captured_at: format_time(p.best.captured.wall),
             clock: p.best.captured.sync,
             camera: p.camera.to_string(),
@@ -431,6 +813,28 @@ impl Store {
             serde_json::to_string(&meta).map_err(|source| StoreError::Serialise { source })?;
         let char_conf = serde_json::to_string(&meta.plate.char_confidences)
             .map_err(|source| StoreError::Serialise { source })?;
+        let hash = record_sha256(json.as_bytes());
+        let signature = ctx.signer.sign(json.as_bytes());
+
+        let need = (overview.len() + crop.len() + json.len()) as u64 + ROW_OVERHEAD;
+        let limits = self.limits;
+        let dropped = match make_room(&tx, &path, limits, need, json.len() as u64 + ROW_OVERHEAD) {
+            Ok(d) => d,
+            Err(e) => {
+                drop(tx);
+                if let StoreError::BudgetFull { .. } = e {
+                    self.alarm = true;
+                    let _ = count_drop(&self.conn, reason::REFUSED_BUDGET, 1);
+                }
+                return Err(e);
+            }
+        };
+        self.alarm = dropped.is_some();
+        let (overview, crop) = if dropped.is_some() {
+            (Vec::new(), Vec::new())
+        } else {
+            (overview, crop)
+        };
         tx.execute(
             "INSERT INTO violation (
                 id, device_id, seq, captured_at, clock_synchronised, clock_max_error_us,
@@ -438,10 +842,11 @@ impl Store {
                 plate_text, plate_confidence, char_confidences, reads, frames,
                 first_seen, last_seen, frame_seq, model_versions,
                 decision_rule, hit_list_version, exemption_list_version, hit_entry_id,
-                overview_jpeg, overview_sha256, crop_jpeg, crop_sha256, metadata, created_at
+                overview_jpeg, overview_sha256, crop_jpeg, crop_sha256, metadata, created_at,
+                record_sha256, signature, evidence_dropped
             ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
                       ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30,
-                      ?31, ?32)",
+                      ?31, ?32, ?33, ?34, ?35)",
             params![
                 id.to_string(),
                 meta.device_id,
@@ -476,11 +881,28 @@ impl Store {
                 meta.crop_sha256,
                 json,
                 meta.created_at,
+                hash,
+                signature,
+                dropped,
             ],
         )
         .map_err(sql("insert record"))?;
+        tx.execute(
+            "INSERT INTO chain_head (device_id, seq, record_sha256) VALUES (?1, ?2, ?3)
+             ON CONFLICT (device_id) DO UPDATE SET seq = excluded.seq,
+                                                   record_sha256 = excluded.record_sha256",
+            params![meta.device_id, seq, hash],
+        )
+        .map_err(sql("move chain head"))?;
+        if let Some(r) = dropped {
+            count_drop(&tx, r, 1).map_err(sql("count drop"))?;
+        }
         tx.commit().map_err(sql("commit record"))?;
-        Ok(StoredId { id, seq })
+        Ok(StoredId {
+            id,
+            seq,
+            evidence_dropped: dropped,
+        })
     }
 
     /// Up to `limit` unacknowledged records, oldest (lowest seq) first.
@@ -489,8 +911,8 @@ impl Store {
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT id, seq, metadata, overview_jpeg, crop_jpeg FROM violation
-                 WHERE acked_at IS NULL ORDER BY seq, created_at LIMIT ?1",
+                "SELECT id, seq, metadata, overview_jpeg, crop_jpeg, signature, evidence_dropped
+                 FROM violation WHERE acked_at IS NULL ORDER BY seq, created_at LIMIT ?1",
             )
             .map_err(|e| self.sql("prepare pending", e))?;
         let rows = stmt
@@ -501,13 +923,22 @@ impl Store {
                     r.get::<_, String>(2)?,
                     r.get::<_, Vec<u8>>(3)?,
                     r.get::<_, Vec<u8>>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                    r.get::<_, Option<String>>(6)?,
                 ))
             })
             .map_err(|e| self.sql("query pending", e))?;
         let mut out = Vec::new();
         for row in rows {
-            let (id_text, seq, metadata_json, overview_jpeg, crop_jpeg) =
-                row.map_err(|e| self.sql("read pending row", e))?;
+            let (
+                id_text,
+                seq,
+                metadata_json,
+                overview_jpeg,
+                crop_jpeg,
+                signature,
+                evidence_dropped,
+            ) = row.map_err(|e| self.sql("read pending row", e))?;
             let corrupt = |reason: String| StoreError::Corrupt {
                 path: self.path.clone(),
                 id: id_text.clone(),
@@ -526,6 +957,8 @@ impl Store {
                 metadata_json,
                 overview_jpeg,
                 crop_jpeg,
+                signature,
+                evidence_dropped,
             });
         }
         Ok(out)
@@ -549,6 +982,108 @@ impl Store {
             });
         }
         Ok(())
+    }
+
+    /// Marks several records acknowledged in one transaction (one fsync).
+    pub fn mark_acked_many(&mut self, ids: &[Uuid], at: DateTime<Utc>) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let err = |source| StoreError::Sql {
+            path: path.clone(),
+            op: "mark acked",
+            source,
+        };
+        let tx = self.conn.transaction().map_err(err)?;
+        {
+            let mut st = tx
+                .prepare_cached(
+                    "UPDATE violation SET acked_at = COALESCE(acked_at, ?2), last_error = NULL
+                     WHERE id = ?1",
+                )
+                .map_err(err)?;
+            let at = format_time(at);
+            for id in ids {
+                st.execute(params![id.to_string(), at]).map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// Applies retention at `now`: deletes the images of records acknowledged
+    /// more than `acked_evidence` ago, the images of unacknowledged records made
+    /// more than `max_age` ago (each one logged by seq), and acknowledged rows
+    /// older than `max_age`. Every deletion is counted by reason.
+    pub fn apply_retention(
+        &mut self,
+        now: DateTime<Utc>,
+        acked_evidence: chrono::Duration,
+        max_age: chrono::Duration,
+    ) -> Result<RetentionReport, StoreError> {
+        let path = self.path.clone();
+        let sql = |op: &'static str| {
+            let path = path.clone();
+            move |source| StoreError::Sql { path, op, source }
+        };
+        let acked_cut = format_time(now - acked_evidence);
+        let age_cut = format_time(now - max_age);
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(sql("begin retention"))?;
+        let acked_evidence_deleted =
+            tx.execute(
+                "UPDATE violation SET overview_jpeg = x'', crop_jpeg = x'', evidence_dropped = ?1
+                 WHERE acked_at IS NOT NULL AND acked_at < ?2 AND evidence_dropped IS NULL",
+                params![reason::ACKED_EVIDENCE_RETENTION, acked_cut],
+            )
+            .map_err(sql("delete acknowledged evidence"))? as u64;
+        let unacked_evidence_expired: Vec<i64> = tx
+            .prepare(
+                "UPDATE violation SET overview_jpeg = x'', crop_jpeg = x'', evidence_dropped = ?1
+                 WHERE acked_at IS NULL AND created_at < ?2 AND evidence_dropped IS NULL
+                 RETURNING seq",
+            )
+            .and_then(|mut st| {
+                st.query_map(params![reason::UNACKED_EVIDENCE_EXPIRED, age_cut], |r| {
+                    r.get(0)
+                })?
+                .collect()
+            })
+            .map_err(sql("delete expired evidence"))?;
+        let acked_rows_deleted = tx
+            .execute(
+                "DELETE FROM violation WHERE acked_at IS NOT NULL AND created_at < ?1",
+                params![age_cut],
+            )
+            .map_err(sql("delete expired records"))? as u64;
+        count_drop(
+            &tx,
+            reason::ACKED_EVIDENCE_RETENTION,
+            acked_evidence_deleted,
+        )
+        .and_then(|_| {
+            count_drop(
+                &tx,
+                reason::UNACKED_EVIDENCE_EXPIRED,
+                unacked_evidence_expired.len() as u64,
+            )
+        })
+        .and_then(|_| count_drop(&tx, reason::ACKED_ROW_EXPIRED, acked_rows_deleted))
+        .map_err(sql("count drops"))?;
+        tx.commit().map_err(sql("commit retention"))?;
+        if !unacked_evidence_expired.is_empty() {
+            let mut seqs = unacked_evidence_expired.clone();
+            seqs.sort_unstable();
+            tracing::warn!(
+                ?seqs,
+                reason = reason::UNACKED_EVIDENCE_EXPIRED,
+                "evidence of undelivered violations deleted: older than store.max_retention_days"
+            );
+        }
+        Ok(RetentionReport {
+            acked_evidence_deleted,
+            unacked_evidence_expired,
+            acked_rows_deleted,
+        })
     }
 
     /// Counts a failed delivery attempt and keeps its error text.
@@ -777,7 +1312,7 @@ mod tests {
         let (_dir, path) = temp_db();
         let s = Store::open(&path).expect("open");
         assert_eq!(s.schema_version().expect("version"), SCHEMA_VERSION);
-        assert_eq!(SCHEMA_VERSION, 1);
+        assert_eq!(SCHEMA_VERSION, 2);
         let mode: String = s
             .conn
             .pragma_query_value(None, "journal_mode", |r| r.get(0))
@@ -828,6 +1363,297 @@ mod tests {
             err.to_string().contains(&path.display().to_string()),
             "{err}"
         );
+    }
+
+    #[test]
+    fn each_record_is_signed_and_names_its_predecessor() {
+        let (_dir, path) = temp_db();
+        let mut s = Store::open(&path).expect("open");
+        for i in 0..3 {
+            s.record(&sample_violation(&format!("CH{i}")), &sample_context())
+                .expect("record");
+        }
+        let key = super::testing::sample_signer().verifying_key();
+        let recs = s.pending(10).expect("pending");
+        let mut prev = GENESIS_PREV.to_string();
+        for r in &recs {
+            let sig = r.signature.as_deref().expect("signed");
+            crate::keys::verify_record(&key, r.metadata_json.as_bytes(), sig).expect("valid");
+            assert_eq!(
+                r.metadata.prev_record_sha256.as_deref(),
+                Some(prev.as_str())
+            );
+            assert_eq!(r.metadata.chain_id.as_deref(), Some(s.chain_id()));
+            assert_eq!(r.metadata.format, METADATA_FORMAT);
+            prev = record_sha256(r.metadata_json.as_bytes());
+        }
+        assert_eq!(s.chain_id().len(), 32);
+        // Another database is another chain.
+        let (_d2, p2) = temp_db();
+        assert_ne!(Store::open(&p2).expect("open").chain_id(), s.chain_id());
+    }
+
+    #[test]
+    fn a_version_1_database_is_migrated_and_its_records_kept() {
+        let (_dir, path) = temp_db();
+        // A record made by this build, copied into a database at version 1 with
+        // the format-1 metadata a version-1 build wrote.
+        let donor_path = path.with_file_name("donor.sqlite");
+        {
+            let mut d = Store::open(&donor_path).expect("donor");
+            d.record(&sample_violation("OLD1"), &sample_context())
+                .expect("record");
+        }
+        {
+            let old = Connection::open(&path).expect("old");
+            old.execute_batch(MIGRATIONS[0]).expect("v1 schema");
+            old.pragma_update(None, "user_version", 1).expect("version");
+            let cols: Vec<String> = old
+                .prepare("SELECT name FROM pragma_table_info('violation')")
+                .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
+                .expect("columns");
+            let cols = cols.join(", ");
+            old.execute(
+                "ATTACH DATABASE ?1 AS donor",
+                params![donor_path.display().to_string()],
+            )
+            .expect("attach");
+            old.execute_batch(&format!(
+                "INSERT INTO violation ({cols}) SELECT {cols} FROM donor.violation;
+                 UPDATE violation SET metadata = json_set(
+                     json_remove(metadata, '$.chain_id', '$.prev_record_sha256'), '$.format', 1);"
+            ))
+            .expect("copy");
+        }
+        let mut s = Store::open(&path).expect("migrate");
+        assert_eq!(s.schema_version().expect("version"), 2);
+        let old = s.pending(10).expect("pending").remove(0);
+        assert_eq!(old.metadata.format, 1);
+        assert_eq!(old.metadata.plate.text, "OLD1");
+        assert_eq!(old.metadata.chain_id, None);
+        assert_eq!(old.signature, None, "a version-1 record stays unsigned");
+        assert!(!old.overview_jpeg.is_empty());
+        // The first signed record continues the numbering and starts the chain.
+        let new = s
+            .record(&sample_violation("NEW1"), &sample_context())
+            .expect("record");
+        assert_eq!(new.seq, 2);
+        let p = s.pending(10).expect("pending").remove(1);
+        assert_eq!(p.metadata.prev_record_sha256.as_deref(), Some(GENESIS_PREV));
+        assert!(p.signature.is_some());
+    }
+
+    fn big(i: u64) -> Violation {
+        super::testing::sized_violation(&format!("BIG{i}"), 160, 120, i)
+    }
+
+    /// A store holding four large records, whose budget leaves no room for a fifth.
+    fn full_store(policy: BudgetPolicy) -> (tempfile::TempDir, Store) {
+        let (dir, path) = temp_db();
+        let mut s = Store::open(&path).expect("open");
+        for i in 0..4 {
+            s.record(&big(i), &sample_context()).expect("record");
+        }
+        let used = s.used_bytes().expect("used");
+        // Room for no more images, but for records without them.
+        s.set_limits(StoreLimits {
+            max_bytes: (used + 8 * 1024) * RESERVE_FOR_METADATA / (RESERVE_FOR_METADATA - 1),
+            policy,
+        });
+        (dir, s)
+    }
+
+    #[test]
+    fn at_the_budget_a_new_record_keeps_its_signed_metadata_without_images() {
+        let (_dir, mut s) = full_store(BudgetPolicy::DropNewEvidence);
+        let id = s.record(&big(4), &sample_context()).expect("record");
+        assert_eq!(id.evidence_dropped, Some(reason::NEW_EVIDENCE_BUDGET));
+        let st = s.budget_status().expect("status");
+        assert!(st.alarm);
+        assert!(st.used_bytes <= st.max_bytes, "{st:?}");
+        assert_eq!(st.drops.get(reason::NEW_EVIDENCE_BUDGET), Some(&1));
+        let p = s.pending(10).expect("pending").remove(4);
+        assert!(p.overview_jpeg.is_empty() && p.crop_jpeg.is_empty());
+        assert_eq!(
+            p.evidence_dropped.as_deref(),
+            Some(reason::NEW_EVIDENCE_BUDGET)
+        );
+        assert_eq!(p.metadata.overview_sha256.len(), 64, "the hashes are kept");
+        let key = super::testing::sample_signer().verifying_key();
+        crate::keys::verify_record(&key, p.metadata_json.as_bytes(), &p.signature.expect("sig"))
+            .expect("still signed");
+
+        // Delivered records make room before anything else is dropped.
+        let ids: Vec<Uuid> = s.pending(2).expect("p").iter().map(|p| p.id).collect();
+        s.mark_acked_many(&ids, Utc::now()).expect("ack");
+        let id = s.record(&big(5), &sample_context()).expect("record");
+        assert_eq!(id.evidence_dropped, None);
+        let st = s.budget_status().expect("status");
+        assert!(!st.alarm);
+        assert!(
+            st.drops
+                .get(reason::ACKED_RECORD_BUDGET)
+                .copied()
+                .unwrap_or(0)
+                >= 1
+        );
+        assert!(st.used_bytes <= st.max_bytes);
+    }
+
+    #[test]
+    fn refuse_new_refuses_counts_and_uses_no_sequence_number() {
+        let (_dir, mut s) = full_store(BudgetPolicy::RefuseNew);
+        let err = s.record(&big(4), &sample_context()).expect_err("refused");
+        assert!(matches!(err, StoreError::BudgetFull { .. }), "{err}");
+        assert!(err.to_string().contains("refuse_new"), "{err}");
+        let st = s.budget_status().expect("status");
+        assert!(st.alarm);
+        assert_eq!(st.drops.get(reason::REFUSED_BUDGET), Some(&1));
+        assert_eq!(s.pending_count().expect("n"), 4);
+        let first = s.pending(1).expect("p").remove(0).id;
+        s.mark_acked(first, Utc::now()).expect("ack");
+        assert_eq!(s.record(&big(5), &sample_context()).expect("room").seq, 5);
+    }
+
+    #[test]
+    fn drop_oldest_evidence_keeps_the_newest_images() {
+        let (_dir, mut s) = full_store(BudgetPolicy::DropOldestEvidence);
+        let id = s.record(&big(4), &sample_context()).expect("record");
+        assert_eq!(id.evidence_dropped, None);
+        let p = s.pending(10).expect("pending");
+        assert_eq!(p.len(), 5);
+        assert_eq!(
+            p[0].evidence_dropped.as_deref(),
+            Some(reason::OLDEST_EVIDENCE_BUDGET)
+        );
+        assert!(p[0].overview_jpeg.is_empty());
+        assert!(!p[4].overview_jpeg.is_empty());
+        let st = s.budget_status().expect("status");
+        assert!(
+            st.drops
+                .get(reason::OLDEST_EVIDENCE_BUDGET)
+                .copied()
+                .unwrap_or(0)
+                >= 1
+        );
+        assert!(st.used_bytes <= st.max_bytes);
+    }
+
+    #[test]
+    fn retention_deletes_old_evidence_and_counts_each_reason() {
+        let (_dir, path) = temp_db();
+        let mut s = Store::open(&path).expect("open");
+        let ids: Vec<StoredId> = (0..3)
+            .map(|i| {
+                s.record(&sample_violation(&format!("RET{i}")), &sample_context())
+                    .expect("record")
+            })
+            .collect();
+        let now = Utc::now();
+        s.mark_acked(ids[0].id, now).expect("ack");
+        let hour = chrono::Duration::hours(1);
+        let days = chrono::Duration::days;
+        // Ten days on: the delivered record's images go, the rest stays.
+        let r = s
+            .apply_retention(now + days(10), hour, days(30))
+            .expect("retention");
+        assert_eq!(r.acked_evidence_deleted, 1);
+        assert!(r.unacked_evidence_expired.is_empty());
+        assert_eq!(r.acked_rows_deleted, 0);
+        assert!(s
+            .pending(10)
+            .expect("p")
+            .iter()
+            .all(|p| !p.overview_jpeg.is_empty()));
+        // Forty days on: the undelivered records lose their images (but stay,
+        // signed, to be delivered) and the delivered row goes.
+        let r = s
+            .apply_retention(now + days(40), hour, days(30))
+            .expect("retention");
+        assert_eq!(r.unacked_evidence_expired, vec![2, 3]);
+        assert_eq!(r.acked_rows_deleted, 1);
+        let p = s.pending(10).expect("pending");
+        assert_eq!(p.len(), 2);
+        assert!(p.iter().all(|p| p.overview_jpeg.is_empty()
+            && p.evidence_dropped.as_deref() == Some(reason::UNACKED_EVIDENCE_EXPIRED)));
+        let st = s.budget_status().expect("status");
+        assert_eq!(st.drops.get(reason::ACKED_EVIDENCE_RETENTION), Some(&1));
+        assert_eq!(st.drops.get(reason::UNACKED_EVIDENCE_EXPIRED), Some(&2));
+        assert_eq!(st.drops.get(reason::ACKED_ROW_EXPIRED), Some(&1));
+        // A deleted row's number is never given again, and the chain goes on.
+        let next = s
+            .record(&sample_violation("RET3"), &sample_context())
+            .expect("record");
+        assert_eq!(next.seq, 4);
+    }
+
+    #[test]
+    fn a_deleted_last_record_does_not_reuse_its_number() {
+        let (_dir, path) = temp_db();
+        let mut s = Store::open(&path).expect("open");
+        let a = s
+            .record(&sample_violation("L1"), &sample_context())
+            .expect("r");
+        let first_hash = record_sha256(s.pending(1).expect("p")[0].metadata_json.as_bytes());
+        s.mark_acked(a.id, Utc::now()).expect("ack");
+        let r = s
+            .apply_retention(
+                Utc::now() + chrono::Duration::days(2),
+                chrono::Duration::hours(1),
+                chrono::Duration::days(1),
+            )
+            .expect("retention");
+        assert_eq!(r.acked_rows_deleted, 1);
+        let b = s
+            .record(&sample_violation("L2"), &sample_context())
+            .expect("r");
+        assert_eq!(b.seq, 2);
+        let p = s.pending(1).expect("p").remove(0);
+        assert_eq!(p.metadata.prev_record_sha256, Some(first_hash));
+    }
+
+    #[test]
+    fn a_damaged_database_is_moved_aside_and_a_fresh_one_opened() {
+        let (_dir, path) = temp_db();
+        {
+            let mut s = Store::open(&path).expect("open");
+            for i in 0..40 {
+                s.record(&big(i), &sample_context()).expect("record");
+            }
+        }
+        // Scribble over the violation table's root page (page 2).
+        let mut bytes = std::fs::read(&path).expect("read");
+        let page: usize = 4096;
+        for b in &mut bytes[page..page + 64] {
+            *b = 0xA5;
+        }
+        std::fs::write(&path, &bytes).expect("write");
+        let (mut s, moved) = Store::open_checked(&path).expect("recovers");
+        let moved = moved.expect("moved aside");
+        assert!(moved.to.exists(), "{moved:?}");
+        assert!(moved.to.display().to_string().contains(".damaged-"));
+        assert_eq!(s.pending_count().expect("n"), 0);
+        let id = s
+            .record(&sample_violation("FRESH"), &sample_context())
+            .expect("records");
+        assert_eq!(id.seq, 1);
+        // A healthy database is left where it is.
+        drop(s);
+        let (_s, moved) = Store::open_checked(&path).expect("open");
+        assert_eq!(moved, None);
+        // So is one from a newer build.
+        let (_d2, p2) = temp_db();
+        {
+            let s = Store::open(&p2).expect("open");
+            s.conn
+                .pragma_update(None, "user_version", 99)
+                .expect("bump");
+        }
+        assert!(matches!(
+            Store::open_checked(&p2),
+            Err(StoreError::NewerSchema { .. })
+        ));
+        assert!(p2.exists());
     }
 
     /// Run with `cargo test --lib store -- --ignored --nocapture` to see what one

@@ -13,6 +13,12 @@ use crate::clock::SyncState;
 use crate::message::{BestFrame, BoxF, Decision, Direction, Instant2, Passage, Violation};
 
 use super::RecordContext;
+use crate::keys::EvidenceSigner;
+
+/// The fixed evidence key of test devices; tests give the receiver its public half.
+pub fn sample_signer() -> EvidenceSigner {
+    EvidenceSigner::from_seed([7; 32])
+}
 
 fn at(ms: i64) -> Instant2 {
     let base: DateTime<Utc> = Utc
@@ -27,6 +33,24 @@ fn at(ms: i64) -> Instant2 {
             max_error_us: 1500,
         },
     }
+}
+
+/// A candidate violation whose overview is `width`x`height` pixels of noise
+/// (seeded by `seed`), so that its JPEG has about the size of a real one.
+pub fn sized_violation(text: &str, width: u32, height: u32, seed: u64) -> Violation {
+    let mut v = sample_violation(text);
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let image = RgbImage::from_fn(width, height, |_, _| {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let b = (x >> 33).to_le_bytes();
+        Rgb([b[0], b[1], b[2]])
+    });
+    v.passage.best.image = Arc::new(image);
+    v
 }
 
 /// A candidate violation for plate `text`, with tiny synthetic images whose
@@ -88,5 +112,6 @@ pub fn sample_context() -> RecordContext {
         camera_facing: "north, into the zone".into(),
         model_versions: "detector=test;reader=test".into(),
         jpeg_quality: 85,
+        signer: sample_signer(),
     }
 }

@@ -1,5 +1,6 @@
-//! The real backend: one multipart POST per record over TLS that trusts only
-//! the configured CA.
+//! The real backend: multipart POSTs over TLS that trust only the configured
+//! CA and present the device's client certificate (mutual TLS) when configured;
+//! one record per request, or a batch when a backlog is being cleared.
 //!
 //! Never follows redirects (evidence goes to the configured host or nowhere),
 //! never trusts the system's root certificates, and never reads more than
@@ -30,11 +31,41 @@ const SNIPPET_CHARS: usize = 160;
 /// misconfigured backend cannot park a controller for days.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(6 * 3600);
 
-/// Posts records to `{url}/api/v1/violations`.
+/// Posts records to `{url}/api/v1/violations` (and `.../batch`).
 pub struct HttpsBackend {
     client: reqwest::Client,
     endpoint: String,
+    batch_endpoint: String,
     timeout: Duration,
+}
+
+/// The client certificate chain and key for mutual TLS.
+fn load_identity(
+    cert: &Path,
+    key: &Path,
+) -> Result<
+    (
+        Vec<rustls::pki_types::CertificateDer<'static>>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+    ),
+    UploadError,
+> {
+    let err = |path: &Path, reason: String| UploadError::ClientCert {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let cert_pem = std::fs::read(cert).map_err(|e| err(cert, e.to_string()))?;
+    let certs = rustls_pemfile::certs(&mut cert_pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| err(cert, format!("not valid PEM: {e}")))?;
+    if certs.is_empty() {
+        return Err(err(cert, "no CERTIFICATE block found".into()));
+    }
+    let key_pem = std::fs::read(key).map_err(|e| err(key, e.to_string()))?;
+    let key_der = rustls_pemfile::private_key(&mut key_pem.as_slice())
+        .map_err(|e| err(key, format!("not valid PEM: {e}")))?
+        .ok_or_else(|| err(key, "no PRIVATE KEY block found".into()))?;
+    Ok((certs, key_der))
 }
 
 fn load_roots(ca_cert: &Path) -> Result<rustls::RootCertStore, UploadError> {
@@ -65,15 +96,37 @@ pub fn pinned_client(
     timeout: Duration,
     allow_plain_http: bool,
 ) -> Result<reqwest::Client, UploadError> {
+    pinned_client_with_identity(ca_cert, None, timeout, allow_plain_http)
+}
+
+/// [`pinned_client`] that also presents `identity` (certificate, key: PEM
+/// files) when the server asks for a client certificate.
+pub fn pinned_client_with_identity(
+    ca_cert: &Path,
+    identity: Option<(&Path, &Path)>,
+    timeout: Duration,
+    allow_plain_http: bool,
+) -> Result<reqwest::Client, UploadError> {
     let roots = load_roots(ca_cert)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| UploadError::Client {
             reason: e.to_string(),
         })?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        .with_root_certificates(roots);
+    let mut tls = match identity {
+        Some((cert, key)) => {
+            let (certs, key_der) = load_identity(cert, key)?;
+            builder
+                .with_client_auth_cert(certs, key_der)
+                .map_err(|e| UploadError::ClientCert {
+                    path: cert.to_path_buf(),
+                    reason: e.to_string(),
+                })?
+        }
+        None => builder.with_no_client_auth(),
+    };
     // reqwest is built here with HTTP/1.1 only.
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     reqwest::Client::builder()
@@ -114,9 +167,15 @@ impl HttpsBackend {
         reqwest::Url::parse(&endpoint).map_err(|e| bad(&e.to_string()))?;
 
         let timeout = Duration::from_secs(cfg.timeout_s.max(1));
-        let client = pinned_client(&cfg.ca_cert, timeout, cfg.allow_plain_http)?;
+        let identity = match (&cfg.client_cert, &cfg.client_key) {
+            (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
+            _ => None,
+        };
+        let client =
+            pinned_client_with_identity(&cfg.ca_cert, identity, timeout, cfg.allow_plain_http)?;
         Ok(HttpsBackend {
             client,
+            batch_endpoint: format!("{endpoint}/batch"),
             endpoint,
             timeout,
         })
@@ -128,30 +187,7 @@ impl HttpsBackend {
     }
 
     async fn post(&self, rec: &PendingRecord) -> Result<Ack, UploadError> {
-        let part_err = |e: reqwest::Error| UploadError::Client {
-            reason: error_chain(&e),
-        };
-        let form = Form::new()
-            .part(
-                "metadata",
-                Part::text(rec.metadata_json.clone())
-                    .mime_str("application/json")
-                    .map_err(part_err)?,
-            )
-            .part(
-                "overview",
-                Part::bytes(rec.overview_jpeg.clone())
-                    .file_name("overview.jpg")
-                    .mime_str("image/jpeg")
-                    .map_err(part_err)?,
-            )
-            .part(
-                "crop",
-                Part::bytes(rec.crop_jpeg.clone())
-                    .file_name("crop.jpg")
-                    .mime_str("image/jpeg")
-                    .map_err(part_err)?,
-            );
+        let form = add_parts(Form::new(), rec, "")?;
         let resp = self
             .client
             .post(&self.endpoint)
@@ -161,6 +197,23 @@ impl HttpsBackend {
             .await
             .map_err(|e| self.transport(e))?;
         interpret(resp, rec).await.map_err(|e| self.transport(e))?
+    }
+
+    async fn post_batch(&self, recs: &[PendingRecord]) -> Result<Vec<uuid::Uuid>, UploadError> {
+        let mut form = Form::new();
+        for (i, rec) in recs.iter().enumerate() {
+            form = add_parts(form, rec, &format!(".{i}"))?;
+        }
+        let resp = self
+            .client
+            .post(&self.batch_endpoint)
+            .multipart(form)
+            .send()
+            .await
+            .map_err(|e| self.transport(e))?;
+        interpret_batch(resp, recs)
+            .await
+            .map_err(|e| self.transport(e))?
     }
 
     fn transport(&self, e: reqwest::Error) -> UploadError {
@@ -185,6 +238,51 @@ impl Backend for HttpsBackend {
     ) -> Pin<Box<dyn Future<Output = Result<Ack, UploadError>> + Send + 'a>> {
         Box::pin(self.post(rec))
     }
+
+    fn deliver_batch<'a>(
+        &'a self,
+        recs: &'a [PendingRecord],
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<uuid::Uuid>, UploadError>> + Send + 'a>> {
+        Box::pin(self.post_batch(recs))
+    }
+}
+
+/// Adds one record's parts, names suffixed with `suffix` (`""`, or `.N` in a batch).
+fn add_parts(form: Form, rec: &PendingRecord, suffix: &str) -> Result<Form, UploadError> {
+    let part_err = |e: reqwest::Error| UploadError::Client {
+        reason: error_chain(&e),
+    };
+    let mut form = form.part(
+        format!("metadata{suffix}"),
+        Part::text(rec.metadata_json.clone())
+            .mime_str("application/json")
+            .map_err(part_err)?,
+    );
+    if let Some(sig) = &rec.signature {
+        form = form.part(format!("signature{suffix}"), Part::text(sig.clone()));
+    }
+    form = match &rec.evidence_dropped {
+        Some(reason) => form.part(
+            format!("evidence_dropped{suffix}"),
+            Part::text(reason.clone()),
+        ),
+        None => form
+            .part(
+                format!("overview{suffix}"),
+                Part::bytes(rec.overview_jpeg.clone())
+                    .file_name("overview.jpg")
+                    .mime_str("image/jpeg")
+                    .map_err(part_err)?,
+            )
+            .part(
+                format!("crop{suffix}"),
+                Part::bytes(rec.crop_jpeg.clone())
+                    .file_name("crop.jpg")
+                    .mime_str("image/jpeg")
+                    .map_err(part_err)?,
+            ),
+    };
+    Ok(form)
 }
 
 /// Turns an answer into an ack or an error. The outer error is a failure to
@@ -212,6 +310,73 @@ async fn interpret(
         }));
     };
     Ok(parse_ack(status.as_u16(), &body, rec))
+}
+
+/// Turns a batch answer into the ids acknowledged: `200 {"acked": [...],
+/// "error": ...}` where every id is one of `recs`; anything else is an error
+/// and acknowledges nothing.
+async fn interpret_batch(
+    mut resp: reqwest::Response,
+    recs: &[PendingRecord],
+) -> Result<Result<Vec<uuid::Uuid>, UploadError>, reqwest::Error> {
+    let status = resp.status();
+    let retry_after = retry_after(status, resp.headers());
+    let body = read_limited(&mut resp).await?;
+    if !status.is_success() {
+        return Ok(Err(UploadError::Status {
+            status: status.as_u16(),
+            snippet: sanitise(body.as_deref().unwrap_or(b"(body over 64 KiB)")),
+            retry_after,
+        }));
+    }
+    let Some(body) = body else {
+        return Ok(Err(UploadError::BadAck {
+            status: status.as_u16(),
+            reason: format!("body over {MAX_ACK_BODY} bytes"),
+            snippet: String::new(),
+        }));
+    };
+    #[derive(serde::Deserialize)]
+    struct BatchBody {
+        acked: Vec<String>,
+        #[serde(default)]
+        error: Option<String>,
+    }
+    let parsed: BatchBody = match serde_json::from_slice(&body) {
+        Ok(p) => p,
+        Err(e) => {
+            return Ok(Err(UploadError::BadAck {
+                status: status.as_u16(),
+                reason: format!("not JSON with an `acked` list: {e}"),
+                snippet: sanitise(&body),
+            }))
+        }
+    };
+    let mut acked = Vec::with_capacity(parsed.acked.len());
+    for text in &parsed.acked {
+        match uuid::Uuid::parse_str(text) {
+            Ok(id) if recs.iter().any(|r| r.id == id) && !acked.contains(&id) => acked.push(id),
+            // One id that is not ours spoils the whole answer.
+            _ => {
+                return Ok(Err(UploadError::WrongId {
+                    expected: recs.first().map(|r| r.id).unwrap_or_default(),
+                    got: sanitise(text.as_bytes()),
+                }))
+            }
+        }
+    }
+    if acked.is_empty() {
+        return Ok(Err(UploadError::Refused {
+            reason: sanitise(
+                parsed
+                    .error
+                    .as_deref()
+                    .unwrap_or("nothing acknowledged")
+                    .as_bytes(),
+            ),
+        }));
+    }
+    Ok(Ok(acked))
 }
 
 /// Checks a 2xx body: JSON `{"id": "<uuid>"}` naming this very record.
@@ -310,6 +475,9 @@ mod tests {
             backoff_initial_ms: 100,
             backoff_max_ms: 1000,
             allow_plain_http: plain,
+            client_cert: None,
+            client_key: None,
+            batch_size: 8,
         }
     }
 

@@ -1,9 +1,10 @@
 //! Delivery of stored violations to the backend, retried until acknowledged.
 //!
-//! [`HttpsBackend`] posts one record as multipart over TLS, trusting only the
-//! configured CA; [`run_uploader`] takes pending records from the store oldest
-//! first, delivers them, marks them acknowledged, and backs off (with jitter,
-//! honouring `Retry-After`) while the backend is unreachable.
+//! [`HttpsBackend`] posts records as multipart over mutual TLS, trusting only
+//! the configured CA; [`run_uploader`] takes pending records from the store
+//! oldest first, delivers them (several per request while a backlog is
+//! cleared), marks them acknowledged, and backs off (with jitter, honouring
+//! `Retry-After`) while the backend is unreachable.
 //!
 //! A record is acknowledged only by a 2xx answer whose JSON body names the
 //! record's own id; everything else is an error and the record stays pending.
@@ -29,12 +30,16 @@ use crate::metrics::{inc, Metrics};
 use crate::store::{PendingRecord, Store, StoreError};
 
 pub use backoff::Backoff;
-pub use https::{pinned_client, HttpsBackend, MAX_ACK_BODY};
+pub use https::{pinned_client, pinned_client_with_identity, HttpsBackend, MAX_ACK_BODY};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {
     #[error("cannot use CA certificate {path}: {reason}")]
     CaCert { path: PathBuf, reason: String },
+    #[error("cannot use client certificate or key {path}: {reason}")]
+    ClientCert { path: PathBuf, reason: String },
+    #[error("backend refused the record: {reason}")]
+    Refused { reason: String },
     #[error("upload URL `{url}` is plain http; set upload.allow_plain_http to allow it (debugging only)")]
     PlainHttp { url: String },
     #[error("upload URL `{url}` is not usable: {reason}")]
@@ -91,12 +96,39 @@ pub trait Backend: Send + Sync {
         &'a self,
         rec: &'a PendingRecord,
     ) -> Pin<Box<dyn Future<Output = Result<Ack, UploadError>> + Send + 'a>>;
+
+    /// Delivers several records, oldest first; returns the ids acknowledged
+    /// (never empty: nothing acknowledged is an error). By default one
+    /// [`Backend::deliver`] after another, stopping at the first failure.
+    fn deliver_batch<'a>(
+        &'a self,
+        recs: &'a [PendingRecord],
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<Uuid>, UploadError>> + Send + 'a>> {
+        Box::pin(async move {
+            let mut acked = Vec::new();
+            for rec in recs {
+                match self.deliver(rec).await {
+                    Ok(ack) if ack.id == rec.id => acked.push(rec.id),
+                    Ok(ack) if acked.is_empty() => {
+                        return Err(UploadError::WrongId {
+                            expected: rec.id,
+                            got: ack.id.to_string(),
+                        })
+                    }
+                    Err(e) if acked.is_empty() => return Err(e),
+                    _ => break,
+                }
+            }
+            Ok(acked)
+        })
+    }
 }
 
 /// Tuning of [`run_uploader`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct UploaderParams {
-    /// Records taken from the store per query.
+    /// Records taken from the store per query, and the most sent in one batch
+    /// request (batches are used whenever more than one record is pending).
     pub batch: usize,
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
@@ -108,7 +140,7 @@ pub struct UploaderParams {
 impl UploaderParams {
     pub fn from_config(cfg: &UploadConfig) -> Self {
         UploaderParams {
-            batch: 16,
+            batch: cfg.batch_size.max(1),
             backoff_initial: Duration::from_millis(cfg.backoff_initial_ms.max(1)),
             backoff_max: Duration::from_millis(cfg.backoff_max_ms.max(cfg.backoff_initial_ms)),
             idle_poll: Duration::from_secs(60),
@@ -120,12 +152,12 @@ impl UploaderParams {
 /// must not stall the async workers.
 async fn blocking<T: Send + 'static>(
     store: &Arc<Mutex<Store>>,
-    f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, UploadError> {
     let store = store.clone();
     tokio::task::spawn_blocking(move || {
-        let guard = store.lock().unwrap_or_else(|p| p.into_inner());
-        f(&guard)
+        let mut guard = store.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut guard)
     })
     .await
     .map_err(|e| UploadError::Task(e.to_string()))?
@@ -202,6 +234,67 @@ pub async fn run_uploader(
                 _ = tokio::time::sleep(params.idle_poll) => {}
             }
             continue;
+        }
+
+        if batch.len() > 1 {
+            let result = tokio::select! {
+                _ = shutdown.cancelled() => break 'outer,
+                r = backend.deliver_batch(&batch) => r,
+            };
+            // Defence in depth, as below: only ids of this batch count.
+            let result = result.and_then(|ids| {
+                match ids.iter().find(|id| !batch.iter().any(|r| r.id == **id)) {
+                    Some(stranger) => Err(UploadError::WrongId {
+                        expected: batch[0].id,
+                        got: stranger.to_string(),
+                    }),
+                    None if ids.is_empty() => Err(UploadError::Refused {
+                        reason: "nothing acknowledged".into(),
+                    }),
+                    None => Ok(ids),
+                }
+            });
+            match result {
+                Ok(ids) => {
+                    let n = ids.len() as u64;
+                    let now = chrono::Utc::now();
+                    if let Err(e) = blocking(&store, move |s| s.mark_acked_many(&ids, now)).await {
+                        inc(&metrics.store_errors);
+                        tracing::error!(error = %e, "cannot mark violations acknowledged");
+                        metrics.set_upload_error(Some(e.to_string()));
+                        if !pause(backoff.next_delay(), &shutdown).await {
+                            break 'outer;
+                        }
+                        continue 'outer;
+                    }
+                    metrics.uploads_acked.fetch_add(n, Ordering::Relaxed);
+                    let _ = metrics.pending_uploads.fetch_update(
+                        Ordering::Relaxed,
+                        Ordering::Relaxed,
+                        |p| Some(p.saturating_sub(n)),
+                    );
+                    metrics.set_upload_error(None);
+                    backoff.reset();
+                }
+                Err(e) => {
+                    inc(&metrics.upload_failures);
+                    let msg = e.to_string();
+                    tracing::warn!(error = %msg, seq = batch[0].seq, records = batch.len(), "violation batch upload failed");
+                    metrics.set_upload_error(Some(msg.clone()));
+                    let id = batch[0].id;
+                    if let Err(se) = blocking(&store, move |s| s.record_attempt(id, &msg)).await {
+                        inc(&metrics.store_errors);
+                        tracing::error!(error = %se, "cannot count upload attempt");
+                    }
+                    let delay = backoff
+                        .next_delay()
+                        .max(e.retry_after().unwrap_or_default());
+                    if !pause(delay, &shutdown).await {
+                        break 'outer;
+                    }
+                }
+            }
+            continue 'outer;
         }
 
         for rec in batch {

@@ -238,3 +238,48 @@ async fn new_record_is_sent_after_wake_and_shutdown_is_prompt() {
     task.await.expect("join").expect("uploader");
     assert!(t.elapsed() < Duration::from_secs(1));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_week_offline_while_violations_keep_coming_stays_in_budget_then_delivers_in_order() {
+    use crate::config::BudgetPolicy;
+    use crate::store::{reason, StoreLimits};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("anpr.sqlite");
+    let mut writer = Store::open(&path).expect("open");
+    let budget = 3_000_000;
+    writer.set_limits(StoreLimits {
+        max_bytes: budget,
+        policy: BudgetPolicy::DropNewEvidence,
+    });
+    let week = Duration::from_secs(7 * 24 * 3600);
+    let fake = Fake::new(Mode::OfflineUntil(Instant::now() + week));
+    let run = spawn(&path, fake.clone());
+    // One violation an hour for the whole week, each with a ~50 KB overview.
+    let hours = 7 * 24;
+    for h in 0..hours {
+        let v = crate::store::testing::sized_violation(&format!("WK{h:03}"), 160, 120, h);
+        writer.record(&v, &sample_context()).expect("recorded");
+        let used = writer.used_bytes().expect("used");
+        assert!(used <= budget, "hour {h}: {used} bytes over the budget");
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    }
+    assert!(fake.delivered().is_empty(), "the backend was down all week");
+    let st = writer.budget_status().expect("status");
+    assert!(
+        st.drops
+            .get(reason::NEW_EVIDENCE_BUDGET)
+            .copied()
+            .unwrap_or(0)
+            > 0
+    );
+    let f = fake.clone();
+    wait_for(move || f.delivered().len() == hours as usize, week).await;
+    assert_eq!(
+        fake.delivered(),
+        (1..=hours as i64).collect::<Vec<i64>>(),
+        "all of them, once each, oldest first"
+    );
+    run.shutdown.cancel();
+    run.task.await.expect("join").expect("uploader");
+    assert_eq!(writer.pending_count().expect("n"), 0);
+}
