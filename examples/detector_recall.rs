@@ -61,6 +61,7 @@ fn main() -> anyhow::Result<()> {
         ("one pass, max_side 960", 960, 0, 0),
         ("two pass, coarse 960, 4 windows", 0, 960, 4),
         ("two pass, coarse 960, 2 windows", 0, 960, 2),
+        ("two pass, coarse 960, 1 window", 0, 960, 1),
         ("two pass, coarse 768, 4 windows", 0, 768, 4),
     ];
     println!(

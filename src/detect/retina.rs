@@ -10,6 +10,8 @@
 
 use std::collections::HashMap;
 
+#[cfg(test)]
+use image::Rgb;
 use image::RgbImage;
 use ort::session::Session;
 use ort::value::TensorRef;
@@ -358,12 +360,17 @@ impl PlateDetector for RetinaPlateDetector {
             let (w, h) = self.input_size(ow, oh);
             self.infer(image, w, h)?
         } else {
-            let scale = long as f32 / self.coarse_side as f32;
-            let (w, h) = (
-                ((ow as f32 / scale).round() as u32).max(1),
-                ((oh as f32 / scale).round() as u32).max(1),
-            );
-            let coarse = self.infer(image, w, h)?;
+            // An integer factor, so that the downscale is a plain box average:
+            // 0.3 ms for a full-HD frame where `thumbnail` takes 17 ms, as
+            // much as half the network's own time at 960 px.
+            let factor = long.div_ceil(self.coarse_side);
+            let small = box_downscale(image, factor);
+            let scale = factor as f32;
+            let coarse: Vec<Candidate> = self
+                .infer(&small, small.width(), small.height())?
+                .into_iter()
+                .map(|c| c.scaled(scale, scale, 0.0, 0.0))
+                .collect();
             let mut fine = Vec::new();
             let windows = fine_windows(
                 &coarse,
@@ -415,6 +422,40 @@ impl PlateDetector for RetinaPlateDetector {
             })
             .collect())
     }
+}
+
+/// `image` shrunk by the integer `factor`, each output pixel the rounded mean
+/// of a `factor`x`factor` block; edge pixels that fill no whole block are
+/// left out (under `factor` pixels, against a plate's tens).
+fn box_downscale(image: &RgbImage, factor: u32) -> RgbImage {
+    let factor = factor.max(1);
+    let (w, h) = (image.width() / factor, image.height() / factor);
+    if factor == 1 || w == 0 || h == 0 {
+        return image.clone();
+    }
+    let k = factor as usize;
+    let src = image.as_raw();
+    let row = image.width() as usize * 3;
+    let area = (k * k) as u32;
+    let mut out = Vec::with_capacity(w as usize * h as usize * 3);
+    let mut sums = vec![0u32; w as usize * 3];
+    for y in 0..h as usize {
+        sums.fill(0);
+        for line in &src[y * k * row..(y + 1) * k * row]
+            .chunks_exact(row)
+            .collect::<Vec<_>>()
+        {
+            for (x, sum) in sums.chunks_exact_mut(3).enumerate() {
+                for px in line[x * k * 3..(x + 1) * k * 3].chunks_exact(3) {
+                    sum[0] += px[0] as u32;
+                    sum[1] += px[1] as u32;
+                    sum[2] += px[2] as u32;
+                }
+            }
+        }
+        out.extend(sums.iter().map(|&v| ((v + area / 2) / area) as u8));
+    }
+    RgbImage::from_raw(w, h, out).unwrap_or_else(|| image.clone())
 }
 
 /// NMS over two runs of candidates: the first `n_first` (sorted best first)
@@ -498,6 +539,19 @@ mod tests {
         // Frames smaller than a window: as large as the frame allows.
         let w = fine_windows(&[cand(100.0, 80.0, 40.0, 0.3)], 1.0, (300, 200), 0.1, 4);
         assert_eq!(w, vec![(20, 0, 200)]);
+    }
+
+    #[test]
+    fn box_downscale_averages_whole_blocks() {
+        let img = RgbImage::from_fn(5, 4, |x, y| Rgb([(x * 10) as u8, (y * 10) as u8, 7]));
+        let small = box_downscale(&img, 2);
+        assert_eq!(small.dimensions(), (2, 2));
+        // Block (0..2, 0..2): x 0,10 -> 5; y 0,10 -> 5.
+        assert_eq!(small.get_pixel(0, 0).0, [5, 5, 7]);
+        // Block (2..4, 2..4): x 20,30 -> 25; y 20,30 -> 25.
+        assert_eq!(small.get_pixel(1, 1).0, [25, 25, 7]);
+        assert_eq!(box_downscale(&img, 1), img);
+        assert_eq!(box_downscale(&img, 9).dimensions(), (5, 4));
     }
 
     #[test]
