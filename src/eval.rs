@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 
 use image::RgbImage;
 
-use crate::clock::SyncState;
 use crate::config::{Config, DetectConfig, ReadConfig, RuntimeConfig, TrackConfig};
 use crate::detect::{DetectError, PlateDetector};
 use crate::message::{BoxF, Detection, Frame, Instant2, PlateRead, ReadFrame};
@@ -1048,16 +1047,7 @@ fn score_image(source: &str, img: &LabelledImage, run: &ImageRun) -> Scored {
 
 /// Frame `n` of a clip at `n`/[`CLIP_FPS`] seconds.
 fn clip_instant(n: u32) -> Instant2 {
-    let mono = Duration::from_secs_f64(n as f64 / CLIP_FPS);
-    Instant2 {
-        mono,
-        wall: chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default()
-            + chrono::Duration::from_std(mono).unwrap_or_default(),
-        sync: SyncState {
-            synchronised: true,
-            max_error_us: 0,
-        },
-    }
+    clips::frame_instant(n as usize, Duration::from_secs_f64(1.0 / CLIP_FPS))
 }
 
 /// Runs detection and reading on every labelled image of `data` and scores it.

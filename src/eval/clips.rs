@@ -204,8 +204,9 @@ impl fmt::Display for ClipReport {
     }
 }
 
-/// Frame `n` at `n` times the clip's frame interval.
-fn at(n: usize, interval: Duration) -> Instant2 {
+/// Frame `n` at `n` times the clip's frame interval, on a fixed, synchronised
+/// wall clock (the tracker needs times, not the real ones).
+pub(crate) fn frame_instant(n: usize, interval: Duration) -> Instant2 {
     let mono = interval * n as u32;
     Instant2 {
         mono,
@@ -269,7 +270,7 @@ pub fn evaluate_clips(
                 frame: Frame {
                     camera: camera.clone(),
                     seq: n as u64,
-                    captured: at(n, interval),
+                    captured: frame_instant(n, interval),
                     image: run.image,
                 },
                 reads,
