@@ -291,25 +291,33 @@ async fn interpret(
     mut resp: reqwest::Response,
     rec: &PendingRecord,
 ) -> Result<Result<Ack, UploadError>, reqwest::Error> {
+    let status = resp.status().as_u16();
+    Ok(match successful_body(&mut resp).await? {
+        Ok(body) => parse_ack(status, &body, rec),
+        Err(e) => Err(e),
+    })
+}
+
+/// The body of a 2xx answer, read up to [`MAX_ACK_BODY`]; any other status,
+/// or a longer body, is the error that answer stands for.
+async fn successful_body(
+    resp: &mut reqwest::Response,
+) -> Result<Result<Vec<u8>, UploadError>, reqwest::Error> {
     let status = resp.status();
     let retry_after = retry_after(status, resp.headers());
-    let body = read_limited(&mut resp).await?;
-    let snippet = |b: &[u8]| sanitise(b);
+    let body = read_limited(resp).await?;
     if !status.is_success() {
         return Ok(Err(UploadError::Status {
             status: status.as_u16(),
-            snippet: snippet(body.as_deref().unwrap_or(b"(body over 64 KiB)")),
+            snippet: sanitise(body.as_deref().unwrap_or(b"(body over 64 KiB)")),
             retry_after,
         }));
     }
-    let Some(body) = body else {
-        return Ok(Err(UploadError::BadAck {
-            status: status.as_u16(),
-            reason: format!("body over {MAX_ACK_BODY} bytes"),
-            snippet: String::new(),
-        }));
-    };
-    Ok(parse_ack(status.as_u16(), &body, rec))
+    Ok(body.ok_or_else(|| UploadError::BadAck {
+        status: status.as_u16(),
+        reason: format!("body over {MAX_ACK_BODY} bytes"),
+        snippet: String::new(),
+    }))
 }
 
 /// Turns a batch answer into the ids acknowledged: `200 {"acked": [...],
@@ -320,21 +328,9 @@ async fn interpret_batch(
     recs: &[PendingRecord],
 ) -> Result<Result<Vec<uuid::Uuid>, UploadError>, reqwest::Error> {
     let status = resp.status();
-    let retry_after = retry_after(status, resp.headers());
-    let body = read_limited(&mut resp).await?;
-    if !status.is_success() {
-        return Ok(Err(UploadError::Status {
-            status: status.as_u16(),
-            snippet: sanitise(body.as_deref().unwrap_or(b"(body over 64 KiB)")),
-            retry_after,
-        }));
-    }
-    let Some(body) = body else {
-        return Ok(Err(UploadError::BadAck {
-            status: status.as_u16(),
-            reason: format!("body over {MAX_ACK_BODY} bytes"),
-            snippet: String::new(),
-        }));
+    let body = match successful_body(&mut resp).await? {
+        Ok(body) => body,
+        Err(e) => return Ok(Err(e)),
     };
     #[derive(serde::Deserialize)]
     struct BatchBody {
