@@ -19,12 +19,11 @@
 use image::imageops::FilterType;
 use image::{GrayImage, RgbImage};
 use ort::session::Session;
-use ort::value::TensorRef;
 
 use crate::models::{ModelError, ModelSet, OWN_READER_ID};
 use crate::read::dutch::{self, looks_dutch_yellow};
 use crate::read::ppocr::{PpOcrReader, PLATE_CHARS, SLOTS, SLOT_SEP};
-use crate::read::{PlateReader, ReadError, TextRead};
+use crate::read::{run_ctc, PlateReader, ReadError, TextRead};
 
 /// The model's input height and width.
 pub const INPUT_HEIGHT: u32 = 32;
@@ -118,7 +117,7 @@ impl CrnnReader {
     fn infer_batch(
         &mut self,
         crops: &[RgbImage],
-        mut each: impl FnMut(usize, &[f32]),
+        each: impl FnMut(usize, &[f32]),
     ) -> Result<(), ReadError> {
         let plane = (INPUT_HEIGHT * INPUT_WIDTH) as usize;
         let n = crops.len();
@@ -131,25 +130,7 @@ impl CrnnReader {
             }
         }
         let shape = [n, 1, INPUT_HEIGHT as usize, INPUT_WIDTH as usize];
-        let tensor = TensorRef::from_array_view((shape, self.input.as_slice()))
-            .map_err(|e| ReadError::Inference(e.to_string()))?;
-        let outputs = self
-            .session
-            .run(ort::inputs![tensor])
-            .map_err(|e| ReadError::Inference(e.to_string()))?;
-        let (shape, data) = outputs[0]
-            .try_extract_tensor::<f32>()
-            .map_err(|e| ReadError::Output(e.to_string()))?;
-        if shape.len() != 3 || shape[0] as usize != n || shape[2] as usize != CLASSES {
-            return Err(ReadError::Output(format!(
-                "got {shape:?}, expected [{n}, steps, {CLASSES}]"
-            )));
-        }
-        let per_crop = data.len() / n.max(1);
-        for (k, p) in data.chunks_exact(per_crop.max(1)).enumerate() {
-            each(k, p);
-        }
-        Ok(())
+        run_ctc(&mut self.session, shape, &self.input, CLASSES, each)
     }
 }
 

@@ -37,6 +37,37 @@ pub struct TextRead {
     pub sidecode: Option<u8>,
 }
 
+/// Runs a CTC text model on a batch of `shape[0]` crops laid out in `input`
+/// and hands each crop's [steps x `classes`] probabilities to `each`, in
+/// order. Shared by the readers, which differ only in how they fill `input`.
+pub(crate) fn run_ctc(
+    session: &mut ort::session::Session,
+    shape: [usize; 4],
+    input: &[f32],
+    classes: usize,
+    mut each: impl FnMut(usize, &[f32]),
+) -> Result<(), ReadError> {
+    let n = shape[0];
+    let tensor = ort::value::TensorRef::from_array_view((shape, input))
+        .map_err(|e| ReadError::Inference(e.to_string()))?;
+    let outputs = session
+        .run(ort::inputs![tensor])
+        .map_err(|e| ReadError::Inference(e.to_string()))?;
+    let (out_shape, data) = outputs[0]
+        .try_extract_tensor::<f32>()
+        .map_err(|e| ReadError::Output(e.to_string()))?;
+    if out_shape.len() != 3 || out_shape[0] as usize != n || out_shape[2] as usize != classes {
+        return Err(ReadError::Output(format!(
+            "got {out_shape:?}, expected [{n}, steps, {classes}]"
+        )));
+    }
+    let per_crop = data.len() / n.max(1);
+    for (k, p) in data.chunks_exact(per_crop.max(1)).enumerate() {
+        each(k, p);
+    }
+    Ok(())
+}
+
 /// Anything that reads plate text from rectified crops.
 pub trait PlateReader: Send {
     /// One result per crop, in order.

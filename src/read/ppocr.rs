@@ -20,11 +20,10 @@
 use image::imageops::FilterType;
 use image::RgbImage;
 use ort::session::Session;
-use ort::value::TensorRef;
 
 use crate::models::{ModelError, ModelSet, READER_ID};
 use crate::read::dutch::{self, looks_dutch_yellow};
-use crate::read::{PlateReader, ReadError, TextRead};
+use crate::read::{run_ctc, PlateReader, ReadError, TextRead};
 
 /// The model's input height.
 pub const INPUT_HEIGHT: u32 = 48;
@@ -280,24 +279,10 @@ impl PpOcrReader {
             }
         }
         let shape = [n, 3, h as usize, width as usize];
-        let tensor = TensorRef::from_array_view((shape, self.input.as_slice()))
-            .map_err(|e| ReadError::Inference(e.to_string()))?;
-        let outputs = self
-            .session
-            .run(ort::inputs![tensor])
-            .map_err(|e| ReadError::Inference(e.to_string()))?;
-        let (shape, data) = outputs[0]
-            .try_extract_tensor::<f32>()
-            .map_err(|e| ReadError::Output(e.to_string()))?;
         let classes = self.alphabet.classes();
-        if shape.len() != 3 || shape[0] as usize != n || shape[2] as usize != classes {
-            return Err(ReadError::Output(format!(
-                "got {shape:?}, expected [{n}, steps, {classes}]"
-            )));
-        }
-        let per_crop = data.len() / n;
-        data.chunks_exact(per_crop).for_each(&mut each);
-        Ok(())
+        run_ctc(&mut self.session, shape, &self.input, classes, |_, p| {
+            each(p)
+        })
     }
 }
 
