@@ -832,7 +832,7 @@ pub struct EvalOptions {
 }
 
 /// What the pipeline made of one image.
-struct ImageRun {
+pub(crate) struct ImageRun {
     image: Arc<RgbImage>,
     detections: Vec<Detection>,
     /// Acceptable reads, with their crops.
@@ -845,6 +845,37 @@ struct ImageRun {
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+impl ImageRun {
+    /// The frame the read stage would have passed to the tracker: the
+    /// acceptable reads only, as the pipeline gives them on.
+    pub(crate) fn into_read_frame(
+        self,
+        camera: Arc<str>,
+        seq: u64,
+        captured: Instant2,
+    ) -> ReadFrame {
+        ReadFrame {
+            frame: Frame {
+                camera,
+                seq,
+                captured,
+                image: self.image,
+            },
+            reads: self
+                .reads
+                .into_iter()
+                .map(|(detection, t, crop)| PlateRead {
+                    detection,
+                    text: t.text,
+                    char_confidences: t.char_confidences,
+                    confidence: t.confidence,
+                    crop: Arc::new(crop),
+                })
+                .collect(),
+        }
+    }
 }
 
 fn run_image(
@@ -1122,26 +1153,7 @@ pub fn evaluate(
                         }
                     }
                 }
-                let reads = run
-                    .reads
-                    .into_iter()
-                    .map(|(detection, t, crop)| PlateRead {
-                        detection,
-                        text: t.text,
-                        char_confidences: t.char_confidences,
-                        confidence: t.confidence,
-                        crop: Arc::new(crop),
-                    })
-                    .collect();
-                let frame = ReadFrame {
-                    frame: Frame {
-                        camera: camera.clone(),
-                        seq: u64::from(*n),
-                        captured: clip_instant(*n),
-                        image: run.image,
-                    },
-                    reads,
-                };
+                let frame = run.into_read_frame(camera.clone(), u64::from(*n), clip_instant(*n));
                 passages.extend(tracker.push(&frame));
                 done += 1;
                 progress(&src.name, done, total);

@@ -16,7 +16,7 @@ use std::time::Duration;
 use crate::capture::avi::{Avi, AviError};
 use crate::clock::SyncState;
 use crate::detect::PlateDetector;
-use crate::message::{Direction, Frame, Instant2, PlateRead, ReadFrame};
+use crate::message::{Direction, Instant2};
 use crate::read::PlateReader;
 use crate::track::Tracker;
 
@@ -255,26 +255,7 @@ pub fn evaluate_clips(
                 source,
             })?;
             let run = run_rgb(image, &path, detector, reader, &settings.read)?;
-            let reads = run
-                .reads
-                .into_iter()
-                .map(|(detection, t, crop)| PlateRead {
-                    detection,
-                    text: t.text,
-                    char_confidences: t.char_confidences,
-                    confidence: t.confidence,
-                    crop: Arc::new(crop),
-                })
-                .collect();
-            let frame = ReadFrame {
-                frame: Frame {
-                    camera: camera.clone(),
-                    seq: n as u64,
-                    captured: frame_instant(n, interval),
-                    image: run.image,
-                },
-                reads,
-            };
+            let frame = run.into_read_frame(camera.clone(), n as u64, frame_instant(n, interval));
             passages.extend(tracker.push(&frame));
         }
         passages.extend(tracker.flush());

@@ -150,6 +150,17 @@ impl UploaderParams {
 
 /// Runs a store call on the blocking pool: SQLite calls (fsync, large blobs)
 /// must not stall the async workers.
+/// A failed delivery: counted, shown on the status page, and its attempt
+/// written to the record (the backoff is the caller's).
+async fn note_failure(store: &Arc<Mutex<Store>>, metrics: &Metrics, id: uuid::Uuid, msg: String) {
+    inc(&metrics.upload_failures);
+    metrics.set_upload_error(Some(msg.clone()));
+    if let Err(se) = blocking(store, move |s| s.record_attempt(id, &msg)).await {
+        inc(&metrics.store_errors);
+        tracing::error!(error = %se, "cannot count upload attempt");
+    }
+}
+
 async fn blocking<T: Send + 'static>(
     store: &Arc<Mutex<Store>>,
     f: impl FnOnce(&mut Store) -> Result<T, StoreError> + Send + 'static,
@@ -277,15 +288,9 @@ pub async fn run_uploader(
                     backoff.reset();
                 }
                 Err(e) => {
-                    inc(&metrics.upload_failures);
                     let msg = e.to_string();
                     tracing::warn!(error = %msg, seq = batch[0].seq, records = batch.len(), "violation batch upload failed");
-                    metrics.set_upload_error(Some(msg.clone()));
-                    let id = batch[0].id;
-                    if let Err(se) = blocking(&store, move |s| s.record_attempt(id, &msg)).await {
-                        inc(&metrics.store_errors);
-                        tracing::error!(error = %se, "cannot count upload attempt");
-                    }
+                    note_failure(&store, &metrics, batch[0].id, msg).await;
                     let delay = backoff
                         .next_delay()
                         .max(e.retry_after().unwrap_or_default());
@@ -340,15 +345,9 @@ pub async fn run_uploader(
                     backoff.reset();
                 }
                 Err(e) => {
-                    inc(&metrics.upload_failures);
                     let msg = e.to_string();
                     tracing::warn!(error = %msg, seq = rec.seq, "violation upload failed");
-                    metrics.set_upload_error(Some(msg.clone()));
-                    let id = rec.id;
-                    if let Err(se) = blocking(&store, move |s| s.record_attempt(id, &msg)).await {
-                        inc(&metrics.store_errors);
-                        tracing::error!(error = %se, "cannot count upload attempt");
-                    }
+                    note_failure(&store, &metrics, rec.id, msg).await;
                     let delay = backoff
                         .next_delay()
                         .max(e.retry_after().unwrap_or_default());
