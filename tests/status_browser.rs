@@ -4,8 +4,10 @@
 //! `test-artifacts/`. The pipeline runs the real models on a rendered scene.
 //!
 //! Needs Debian's `chromium` and `chromium-driver` (`scripts/browser-test.sh`
-//! installs them and runs this test) and the models (`make models`); without
-//! chromedriver it says so and passes without testing anything.
+//! installs them and runs this test; so does `make test`) and the models
+//! (`make models`). Without chromedriver it fails when
+//! `ANPR_EDGE_REQUIRE_BROWSER` is set (`make test` sets it), and otherwise
+//! says so and passes without testing anything (a bare `cargo test`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -106,6 +108,12 @@ password_hash = "{hash}"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_technician_logs_in_and_watches_the_live_snapshot_update() {
     let Some(chromedriver) = find_on_path("chromedriver") else {
+        // `make test` (and so CI) installs the browser and sets this: there
+        // a missing chromedriver is a failure, not a skip.
+        assert!(
+            std::env::var_os("ANPR_EDGE_REQUIRE_BROWSER").is_none(),
+            "chromedriver not found, and ANPR_EDGE_REQUIRE_BROWSER is set: install Debian's chromium and chromium-driver (make browser-deps)"
+        );
         eprintln!(
             "SKIPPED: chromedriver not found; run scripts/browser-test.sh (installs Debian's chromium and chromium-driver)"
         );
