@@ -4,7 +4,10 @@
 //! detector and reader flat out, so every CPU cycle the page takes would show)
 //! and alternates phases without and with clients hammering `/api/v1/status`
 //! and the live snapshot. Prints the processed frames per second of each
-//! phase and the median drop.
+//! phase and the median drop, and, per phase, the CPU time of the pipeline's
+//! threads, the page's and the clients' (from /proc/self/task): the page's
+//! share of the daemon's CPU bounds what it can take from the pipeline,
+//! whatever else runs on the machine.
 //!
 //! ```text
 //! cargo run --release --example status_load -- [--phase-s 10] [--rounds 3] [--clients 8] [--scripted] [--models DIR]
@@ -118,6 +121,52 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
+/// CPU seconds used so far by this process's threads, split into the
+/// status page's threads, the load clients' threads and the rest (the
+/// pipeline): unlike frame rates, these do not depend on what else the
+/// machine is doing.
+#[derive(Clone, Copy, Default)]
+struct CpuSplit {
+    page: f64,
+    clients: f64,
+    pipeline: f64,
+}
+
+fn cpu_split() -> CpuSplit {
+    let mut split = CpuSplit::default();
+    // SAFETY: sysconf only reads a constant.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return split;
+    };
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = &stat[open + 1..close];
+        let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        let cpu = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        // utime and stime: fields 14 and 15 of stat(5), 12th and 13th after the name.
+        let secs = (cpu(11) + cpu(12)) / ticks;
+        if name.starts_with("anpr-status") {
+            split.page += secs;
+        } else if name.starts_with("load-client") {
+            split.clients += secs;
+        } else {
+            split.pipeline += secs;
+        }
+    }
+    split
+}
+
 fn lower_priority() {
     #[cfg(target_os = "linux")]
     // SAFETY: only sets this thread's nice value.
@@ -161,6 +210,7 @@ fn main() -> anyhow::Result<()> {
     // The clients: their own runtime, at the lowest priority.
     let clients_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_name("load-client")
         .on_thread_start(lower_priority)
         .enable_all()
         .build()?;
@@ -231,6 +281,9 @@ fn main() -> anyhow::Result<()> {
         // loaded phase is compared with the mean of the quiet ones around it,
         // so that a slow drift of the machine's speed cancels out.
         let (mut quiet, mut loaded) = (Vec::new(), Vec::new());
+        // The page's share of the CPU the daemon got, per loaded phase: the
+        // most the page can have taken from the pipeline.
+        let mut page_shares = Vec::new();
         let mut total_requests = 0u64;
         for phase in 0..2 * a.rounds + 1 {
             let with_load = phase % 2 == 1;
@@ -266,22 +319,26 @@ fn main() -> anyhow::Result<()> {
                     });
                 }
             }
-            let (t0, f0) = (Instant::now(), processed());
+            let (t0, f0, c0) = (Instant::now(), processed(), cpu_split());
             tokio::time::sleep(Duration::from_secs(a.phase_s)).await;
             let fps = (processed() - f0) as f64 / t0.elapsed().as_secs_f64();
+            let c1 = cpu_split();
+            let (page_cpu, pipeline_cpu) = (c1.page - c0.page, c1.pipeline - c0.pipeline);
             stop.cancel();
             let n = requests.load(Ordering::Relaxed);
             total_requests += n;
             println!(
-                "phase {phase:2} {:<10} {fps:7.2} frames/s processed{}",
+                "phase {phase:2} {:<10} {fps:7.2} frames/s processed; CPU s: pipeline {pipeline_cpu:.2}, page {page_cpu:.2}, clients {:.2}{}",
                 if with_load { "with load" } else { "quiet" },
+                c1.clients - c0.clients,
                 if with_load {
-                    format!(", {:.0} requests/s answered", n as f64 / a.phase_s as f64)
+                    format!("; {:.0} requests/s answered", n as f64 / a.phase_s as f64)
                 } else {
                     String::new()
                 }
             );
             if with_load {
+                page_shares.push(100.0 * page_cpu / (page_cpu + pipeline_cpu).max(1e-9));
                 loaded.push(fps);
             } else {
                 quiet.push(fps);
@@ -300,6 +357,10 @@ fn main() -> anyhow::Result<()> {
         println!(
             "median: quiet {q:.2} frames/s, with load {l:.2} frames/s; median paired drop {:.1}% ({total_requests} requests)",
             median(&mut drops)
+        );
+        println!(
+            "the page's share of the daemon's CPU time under load: median {:.2}% (the most it can have taken from the pipeline)",
+            median(&mut page_shares)
         );
         running.shutdown().await;
         anyhow::Ok(())

@@ -80,6 +80,11 @@ pub struct StatusContext {
 /// drawn: caps the CPU a page (or many) can take from the pipeline.
 const SNAPSHOT_MIN_INTERVAL: Duration = Duration::from_millis(500);
 
+/// Fewest time between two snapshots one session (or, without a session, one
+/// address) gets of one camera. The page asks once a second; a client asking
+/// faster is answered 429 at the cost of a header, not of a JPEG copied out.
+const SNAPSHOT_PER_CLIENT_INTERVAL: Duration = Duration::from_millis(250);
+
 struct CachedSnapshot {
     seq: u64,
     analysis: Arc<Analysis>,
@@ -95,6 +100,8 @@ struct Inner {
     history: Mutex<History>,
     layouts: HashMap<String, (Layout, String)>,
     snapshots: Mutex<HashMap<String, CachedSnapshot>>,
+    /// When each (client, camera) last got a snapshot.
+    snapshot_served: Mutex<HashMap<(String, String), Duration>>,
 }
 
 #[derive(Clone)]
@@ -174,6 +181,25 @@ impl App {
             .cameras
             .into_iter()
             .find(|c| c.counters.id == id)
+    }
+
+    /// Whether this client may have another snapshot of `camera` now; if so,
+    /// notes the time.
+    fn snapshot_due(&self, headers: &HeaderMap, peer: SocketAddr, camera: &str) -> bool {
+        let now = self.0.ctx.time.clocks.monotonic();
+        let client = session_token(headers).unwrap_or_else(|| peer.ip().to_string());
+        let mut served = lock(&self.0.snapshot_served);
+        let key = (client, camera.to_string());
+        if served
+            .get(&key)
+            .is_some_and(|last| now.saturating_sub(*last) < SNAPSHOT_PER_CLIENT_INTERVAL)
+        {
+            return false;
+        }
+        // Ended sessions must not pile up.
+        served.retain(|_, last| now.saturating_sub(*last) < Duration::from_secs(60));
+        served.insert(key, now);
+        true
     }
 
     /// The analysis of the camera's newest frame (cached per frame).
@@ -428,9 +454,18 @@ async fn snapshot_jpeg(
     State(app): State<App>,
     Extension(ConnectInfo(who)): Extension<ConnectInfo<SocketAddr>>,
     UrlPath(id): UrlPath<String>,
+    headers: HeaderMap,
 ) -> Response {
     if !app.0.layouts.contains_key(&id) {
         return not_found("camera");
+    }
+    if !app.snapshot_due(&headers, who, &id) {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, HeaderValue::from_static("1"))],
+            "snapshots come at most four times a second\n",
+        )
+            .into_response();
     }
     let Some(frame) = app.0.ctx.frames.latest(&id) else {
         return (
@@ -599,6 +634,7 @@ fn build(cfg: &StatusConfig, ctx: StatusContext, secure_cookie: bool) -> App {
         history: Mutex::default(),
         layouts,
         snapshots: Mutex::default(),
+        snapshot_served: Mutex::default(),
         ctx,
     }))
 }
@@ -865,5 +901,51 @@ mod tests {
             HeaderValue::from_str(&format!("Basic {v}")).expect("header"),
         );
         assert_eq!(basic_password(&h).as_deref(), Some("s3cret:x"));
+    }
+
+    #[test]
+    fn a_client_gets_at_most_four_snapshots_a_second_per_camera() {
+        let clocks = Arc::new(crate::clock::SimulatedClocks::new(chrono::Utc::now()));
+        let status: StatusConfig = toml::from_str("").expect("defaults");
+        let ctx = StatusContext {
+            facts: DeviceFacts {
+                device_id: "d".into(),
+                software_version: "t".into(),
+                model_versions: "m".into(),
+                runtime_version: "r".into(),
+            },
+            metrics: Metrics::new(),
+            time: TimeSource {
+                clocks: clocks.clone(),
+                sync: Arc::new(crate::clock::FixedClockSync(SyncState {
+                    synchronised: true,
+                    max_error_us: 1000,
+                })),
+            },
+            lists: None,
+            frames: crate::detect::LatestFrames::new(["a", "b"]).view(),
+            cameras: Vec::new(),
+            store_path: PathBuf::from("unused.sqlite"),
+        };
+        let app = build(&status, ctx, false);
+        let mut one = HeaderMap::new();
+        one.insert(header::COOKIE, HeaderValue::from_static("anpr_session=one"));
+        let mut two = HeaderMap::new();
+        two.insert(header::COOKIE, HeaderValue::from_static("anpr_session=two"));
+        let peer: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
+
+        assert!(app.snapshot_due(&one, peer, "a"));
+        assert!(!app.snapshot_due(&one, peer, "a"), "too soon, same session");
+        assert!(app.snapshot_due(&one, peer, "b"), "another camera");
+        assert!(app.snapshot_due(&two, peer, "a"), "another session");
+        clocks.advance(SNAPSHOT_PER_CLIENT_INTERVAL - Duration::from_millis(1));
+        assert!(!app.snapshot_due(&one, peer, "a"));
+        clocks.advance(Duration::from_millis(1));
+        assert!(app.snapshot_due(&one, peer, "a"), "due again");
+        // Without a session the address stands for the client.
+        let none = HeaderMap::new();
+        assert!(app.snapshot_due(&none, peer, "a"));
+        assert!(!app.snapshot_due(&none, "127.0.0.1:6000".parse().expect("addr"), "a"));
+        assert!(app.snapshot_due(&none, "10.0.0.9:5000".parse().expect("addr"), "a"));
     }
 }
