@@ -73,13 +73,12 @@ echo "demo under qemu: $secs s, $done of $total frames, ${read_n:-0} plates read
 [ "${read_n:-0}" -gt 0 ] || fail "the arm64 models read no plate"
 if grep -q "^OK: every banned" <<<"$out"; then
     echo "qemu-smoke: OK (end to end: violations recorded and uploaded)"
-elif [ "$secs" -gt $(( 30 * total )) ]; then
-    # Emulation on a busy host can take over 30 s per frame; the tracker then
-    # closes each camera's tracks as stalled (pipeline::CAMERA_STALL, 30 s of
-    # wall time without a frame) before a second read joins them, so no
-    # passage forms. No real controller is that slow; what this run shows is
-    # that the arm64 runtime and models detect and read every frame.
-    echo "qemu-smoke: OK for runtime and models; passages not checked: ${secs} s for $total frames is over the 30 s camera-stall limit per frame"
+elif [ "$secs" -gt $(( 300 * total )) ]; then
+    # Frames still in detection or reading keep a camera's tracks open
+    # (pipeline::camera_stalled), but not past 300 s of silence at the
+    # tracker (CAMERA_STALL_REGARDLESS). No real controller is that slow; what
+    # this run shows is that the arm64 runtime and models detect and read.
+    echo "qemu-smoke: OK for runtime and models; passages not checked: ${secs} s for $total frames is over 300 s per frame"
 else
     fail "demo: $(tail -1 <<<"$out") (exit $rc)"
 fi

@@ -574,12 +574,27 @@ pub async fn run_retention(
     }
 }
 
-/// A camera that delivers no frame at all for this long has stalled (a live
-/// camera sends frames continuously, even empty ones); its open tracks are
-/// closed so that the last vehicle's passage is not held back. Far longer than
-/// any gap between frames of a slow machine, so a loaded controller or CI
-/// runner never splits a passage this way.
+/// A camera none of whose frames has reached the tracker for this long, and
+/// none of whose frames is still on its way there, has stalled (a live camera
+/// sends frames continuously, even empty ones); its open tracks are closed so
+/// that the last vehicle's passage is not held back. Frames still in detection
+/// or reading keep the camera alive however slow the machine (an emulated
+/// controller takes a minute a frame), so a slow machine never splits a
+/// passage this way.
 const CAMERA_STALL: Duration = Duration::from_secs(30);
+
+/// However many frames the counters say are still on their way, a camera
+/// silent at the tracker this long has stalled: a frame lost without being
+/// counted must not hold a track open forever.
+const CAMERA_STALL_REGARDLESS: Duration = Duration::from_secs(300);
+
+/// Whether a camera has stalled, given how long ago its last frame reached the
+/// tracker and how many of its captured frames have neither been dropped nor
+/// reached the tracker yet.
+fn camera_stalled(since_last_arrival: Duration, frames_in_flight: u64) -> bool {
+    since_last_arrival > CAMERA_STALL_REGARDLESS
+        || (since_last_arrival > CAMERA_STALL && frames_in_flight == 0)
+}
 
 /// The track stage: passes frames to the tracker (which closes tracks on the
 /// frames' own clock and gives each passage out as soon as its track closes),
@@ -595,20 +610,29 @@ async fn run_track(
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last_arrival: HashMap<Arc<str>, Duration> = HashMap::new();
+    let mut arrived: HashMap<Arc<str>, u64> = HashMap::new();
     loop {
         let passages = tokio::select! {
             msg = input.recv() => match msg {
                 Some(frame) => {
                     last_arrival.insert(frame.frame.camera.clone(), time.clocks.monotonic());
+                    *arrived.entry(frame.frame.camera.clone()).or_default() += 1;
                     beat.handle(|| tracker.push(&frame))
                 }
                 None => break,
             },
             _ = tick.tick() => {
                 let now = time.clocks.monotonic();
+                let in_flight = |cam: &str| {
+                    let c = metrics.camera(cam);
+                    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+                    load(&c.frames_captured)
+                        .saturating_sub(load(&c.frames_dropped))
+                        .saturating_sub(arrived.get(cam).copied().unwrap_or(0))
+                };
                 let stalled: Vec<Arc<str>> = last_arrival
                     .iter()
-                    .filter(|(_, &at)| now.saturating_sub(at) > CAMERA_STALL)
+                    .filter(|(cam, &at)| camera_stalled(now.saturating_sub(at), in_flight(cam)))
                     .map(|(cam, _)| cam.clone())
                     .collect();
                 stalled.iter().flat_map(|cam| {
@@ -752,5 +776,24 @@ fn run_store(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_camera_with_frames_still_on_their_way_has_not_stalled() {
+        let s = Duration::from_secs;
+        assert!(!camera_stalled(s(29), 0), "recently heard from");
+        assert!(camera_stalled(s(31), 0), "silent and drained");
+        // An emulated controller: a minute a frame, the next one in detection.
+        assert!(!camera_stalled(s(60), 1));
+        assert!(!camera_stalled(s(299), 3));
+        assert!(
+            camera_stalled(s(301), 3),
+            "a lost frame holds nothing forever"
+        );
     }
 }
