@@ -38,6 +38,7 @@ fn frame(seq: u64, plates: usize, crop: &Arc<RgbImage>, image: &Arc<RgbImage>) -
                 text: format!("AB{i:03}C"),
                 char_confidences: vec![0.9; 6],
                 confidence: 0.9,
+                country: None,
                 crop: crop.clone(),
             }
         })

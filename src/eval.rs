@@ -871,6 +871,7 @@ impl ImageRun {
                     text: t.text,
                     char_confidences: t.char_confidences,
                     confidence: t.confidence,
+                    country: t.country,
                     crop: Arc::new(crop),
                 })
                 .collect(),

@@ -96,6 +96,9 @@ pub struct PlateRead {
     pub char_confidences: Vec<f32>,
     /// Confidence of the whole plate, in 0..=1.
     pub confidence: f32,
+    /// The country the reader recognised the plate as (ISO 3166 alpha-2;
+    /// `Some("NL")` where the Dutch format prior applied), `None` if unknown.
+    pub country: Option<&'static str>,
     /// The rectified plate crop that was read.
     pub crop: Arc<RgbImage>,
 }
@@ -149,6 +152,9 @@ pub struct Passage {
     pub text: String,
     pub char_confidences: Vec<f32>,
     pub confidence: f32,
+    /// The country most reads of the chosen text were recognised as (see
+    /// [`PlateRead::country`]), `None` if none was.
+    pub country: Option<String>,
     /// Other texts read in this passage, with their summed confidence.
     pub alternatives: Vec<(String, f32)>,
     pub direction: Direction,

@@ -110,6 +110,7 @@ fn passage_at(text: &str, confidence: f32, at: &str, direction: Direction) -> Pa
         text: text.into(),
         char_confidences: vec![confidence; text.len()],
         confidence,
+        country: None,
         alternatives: vec![],
         direction,
         lane: None,

@@ -241,6 +241,7 @@ pub fn run_stage(
                 text: text.text,
                 char_confidences: text.char_confidences,
                 confidence: text.confidence,
+                country: text.country,
                 crop: Arc::new(crop),
             });
         }

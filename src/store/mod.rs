@@ -201,6 +201,11 @@ pub struct PlateMetadata {
     pub confidence: f32,
     /// One confidence per character of `text`, 0..=1.
     pub char_confidences: Vec<f32>,
+    /// ISO 3166 alpha-2 code of the country the plate was recognised as
+    /// (`NL` where it fits a Dutch sidecode), `null` when unknown. Absent in
+    /// records made before this field existed.
+    #[serde(default)]
+    pub country: Option<String>,
 }
 
 /// Everything about one record except the images: exactly what is uploaded as
@@ -797,6 +802,7 @@ impl Store {
                 text: p.text.clone(),
                 confidence: p.confidence,
                 char_confidences: p.char_confidences.clone(),
+                country: p.country.clone(),
             },
             reads: p.reads,
             frames: p.frames,
@@ -1191,6 +1197,8 @@ mod tests {
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].id, stored.id);
         assert_eq!(pending[0].metadata.plate.text, "AB123C");
+        assert_eq!(pending[0].metadata.plate.country.as_deref(), Some("NL"));
+        assert!(pending[0].metadata_json.contains(r#""country":"NL""#));
         assert_eq!(pending[0].metadata.device_id, "cam-post-17");
         assert_eq!(pending[0].metadata.decision.entry_id, "entry-42");
         assert!(pending[0].overview_jpeg.starts_with(&[0xFF, 0xD8]));
@@ -1244,6 +1252,20 @@ mod tests {
         assert_eq!(p.metadata.format, METADATA_FORMAT);
         assert!(p.metadata.captured_at.ends_with('Z'));
         assert_eq!(p.metadata.lane, None);
+    }
+
+    #[test]
+    fn a_record_made_before_the_country_field_still_reads() {
+        let (_dir, path) = temp_db();
+        let mut s = Store::open(&path).expect("open");
+        s.record(&sample_violation("ZZ99ZZ"), &sample_context())
+            .expect("record");
+        let p = s.pending(1).expect("pending").remove(0);
+        let older = p.metadata_json.replace(r#","country":"NL""#, "");
+        assert_ne!(older, p.metadata_json);
+        let m: RecordMetadata = serde_json::from_str(&older).expect("parses");
+        assert_eq!(m.plate.country, None);
+        assert_eq!(m.plate.text, "ZZ99ZZ");
     }
 
     #[test]

@@ -74,6 +74,7 @@ pub fn sample_violation(text: &str) -> Violation {
             text: text.to_string(),
             char_confidences: vec![0.97; n],
             confidence: 0.95,
+            country: Some("NL".into()),
             alternatives: vec![],
             direction: Direction::Towards,
             lane: None,

@@ -32,6 +32,7 @@ struct TrackRead {
     text: String,
     char_confidences: Vec<f32>,
     confidence: f32,
+    country: Option<&'static str>,
     /// The plate box's width and centre height, for the direction of travel.
     width: f32,
     y: f32,
@@ -316,6 +317,7 @@ impl Tracker {
                 text: read.text.clone(),
                 char_confidences: read.char_confidences.clone(),
                 confidence: read.confidence,
+                country: read.country,
                 width: b.width(),
                 y: b.center().1,
             };
@@ -569,6 +571,7 @@ fn into_passage(t: Track) -> Option<Passage> {
         }
     }
     alternatives.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    let country = country_of(&t.reads, &text);
     let direction = direction(&t.reads);
     Some(Passage {
         camera: t.camera,
@@ -579,11 +582,30 @@ fn into_passage(t: Track) -> Option<Passage> {
         text,
         char_confidences,
         confidence,
+        country,
         alternatives,
         direction,
         lane: None,
         best: t.best,
     })
+}
+
+/// The country most of the reads of the chosen text were recognised as; a
+/// read of another text says nothing about this plate's country.
+fn country_of(reads: &[TrackRead], text: &str) -> Option<String> {
+    let mut votes: Vec<(&'static str, usize)> = Vec::new();
+    for c in reads
+        .iter()
+        .filter(|r| r.text == text)
+        .filter_map(|r| r.country)
+    {
+        match votes.iter_mut().find(|v| v.0 == c) {
+            Some(v) => v.1 += 1,
+            None => votes.push((c, 1)),
+        }
+    }
+    votes.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    votes.first().map(|v| v.0.to_string())
 }
 
 /// The way a plate travelled, from its reads in time order: a plate that
@@ -659,6 +681,7 @@ mod tests {
             text: text.into(),
             char_confidences: vec![conf; text.len()],
             confidence: conf,
+            country: None,
             crop: Arc::new(RgbImage::new(1, 1)),
         }
     }
@@ -714,6 +737,42 @@ mod tests {
         assert_eq!(p.first_seen.mono, Duration::ZERO);
         assert_eq!(p.last_seen.mono, Duration::from_millis(700));
         assert_eq!(p.best.frame_seq, 7, "largest plate at equal confidence");
+    }
+
+    #[test]
+    fn the_passage_takes_the_country_of_the_reads_of_its_text() {
+        let mut t = Tracker::new(&cfg());
+        let with = |text: &str, country| PlateRead {
+            country,
+            ..read(text, 100.0, 150.0, 0.9)
+        };
+        let reads = [
+            with("VBX12P", Some("NL")),
+            with("VBX12P", None),
+            // A misread that happens to fit another country says nothing.
+            with("VBX12F", Some("DE")),
+            with("VBX12F", Some("DE")),
+            with("VBX12P", Some("NL")),
+            with("VBX12P", Some("NL")),
+        ];
+        for (i, r) in reads.into_iter().enumerate() {
+            t.push(&frame("a", i as u64, i as u64 * 100, vec![r]));
+        }
+        let p = t.flush().pop().expect("one passage");
+        assert_eq!(p.text, "VBX12P");
+        assert_eq!(p.country.as_deref(), Some("NL"));
+
+        let mut t = Tracker::new(&cfg());
+        for i in 0..3u64 {
+            t.push(&frame(
+                "a",
+                i,
+                i * 100,
+                vec![read("B123CD", 100.0, 150.0, 0.9)],
+            ));
+        }
+        let p = t.flush().pop().expect("one passage");
+        assert_eq!(p.country, None, "no read named a country");
     }
 
     #[test]
