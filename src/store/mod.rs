@@ -1639,6 +1639,37 @@ mod tests {
         let p = s.pending(10).expect("pending").remove(1);
         assert_eq!(meta(&p).prev_record_sha256.as_deref(), Some(GENESIS_PREV));
         assert!(p.signature.is_some());
+        // Expired, the unchained record leaves a signed tombstone that claims
+        // no chain.
+        s.conn
+            .execute(
+                "UPDATE violation SET created_at = '2020-01-01T00:00:00.000Z' WHERE seq = 1",
+                [],
+            )
+            .expect("backdate");
+        let r = s
+            .apply_retention(
+                Utc::now(),
+                chrono::Duration::hours(1),
+                chrono::Duration::days(30),
+                &super::testing::sample_signer(),
+            )
+            .expect("retention");
+        assert_eq!(r.unacked_records_expired, vec![1]);
+        let t = s.pending(10).expect("pending").remove(0);
+        let tomb = t.tombstone().expect("tombstone");
+        assert_eq!(
+            (tomb.chain_id.as_ref(), tomb.prev_record_sha256.as_ref()),
+            (None, None)
+        );
+        assert_eq!(
+            tomb.record_sha256,
+            record_sha256(old.signed_json.as_bytes())
+        );
+        assert!(
+            t.signature.is_some(),
+            "signed, unlike the record it replaces"
+        );
     }
 
     fn big(i: u64) -> Violation {
