@@ -607,8 +607,9 @@ pub struct StoreConfig {
     /// Hours the evidence (images) of an acknowledged record is kept.
     #[serde(default = "default_acked_evidence_h")]
     pub acked_evidence_retention_h: u64,
-    /// Days any record is kept: the evidence of an unacknowledged record older
-    /// than this is deleted (counted and logged), and acknowledged rows go.
+    /// Days any record is kept: an unacknowledged record older than this is
+    /// replaced by a signed tombstone (metadata, plate and images deleted;
+    /// counted and logged), and acknowledged rows go.
     #[serde(default = "default_max_retention_days")]
     pub max_retention_days: u64,
 }

@@ -423,9 +423,14 @@ pub async fn start(cfg: &Config, parts: Parts) -> Result<Running, PipelineError>
     };
     tokio::spawn(run_retention(
         cfg.store.path.clone(),
-        chrono::Duration::hours(cfg.store.acked_evidence_retention_h.min(1_000_000) as i64),
-        chrono::Duration::days(cfg.store.max_retention_days.min(100_000) as i64),
-        RETENTION_EVERY,
+        RetentionParams {
+            acked_evidence: chrono::Duration::hours(
+                cfg.store.acked_evidence_retention_h.min(1_000_000) as i64,
+            ),
+            max_age: chrono::Duration::days(cfg.store.max_retention_days.min(100_000) as i64),
+            every: RETENTION_EVERY,
+            signer: signer.clone(),
+        },
         parts.time.clone(),
         metrics.clone(),
         stop_services.clone(),
@@ -513,13 +518,23 @@ async fn log_uploader_end(
 /// How often retention runs (and once at start).
 const RETENTION_EVERY: Duration = Duration::from_secs(600);
 
-/// Applies retention every `every` on its own connection to the store, with
-/// the wall clock of `time`, and publishes the drop counters.
+/// What [`run_retention`] keeps, how often it looks, and the key that signs
+/// the tombstones of expired undelivered records.
+#[derive(Clone, Debug)]
+pub struct RetentionParams {
+    /// How long a delivered record keeps its images.
+    pub acked_evidence: chrono::Duration,
+    /// The maximum retention of any record (`store.max_retention_days`).
+    pub max_age: chrono::Duration,
+    pub every: Duration,
+    pub signer: EvidenceSigner,
+}
+
+/// Applies retention every `params.every` on its own connection to the
+/// store, with the wall clock of `time`, and publishes the drop counters.
 pub async fn run_retention(
     path: PathBuf,
-    acked_evidence: chrono::Duration,
-    max_age: chrono::Duration,
-    every: Duration,
+    params: RetentionParams,
     time: TimeSource,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
@@ -532,7 +547,7 @@ pub async fn run_retention(
         }
         Err(_) => return,
     };
-    let mut tick = tokio::time::interval(every);
+    let mut tick = tokio::time::interval(params.every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
@@ -541,14 +556,16 @@ pub async fn run_retention(
         }
         let now = time.clocks.wall();
         let s = store.clone();
+        let p = params.clone();
         let done = tokio::task::spawn_blocking(move || {
             let mut g = s.lock().unwrap_or_else(|p| p.into_inner());
-            let report = g.apply_retention(now, acked_evidence, max_age)?;
+            let report = g.apply_retention(now, p.acked_evidence, p.max_age, &p.signer)?;
             Ok::<_, crate::store::StoreError>((report, g.budget_status()?))
         })
         .await;
         match done {
             Ok(Ok((report, budget))) => {
+                // Expired undelivered records are logged by seq in the store.
                 if report.acked_evidence_deleted + report.acked_rows_deleted > 0 {
                     tracing::info!(
                         acked_evidence_deleted = report.acked_evidence_deleted,

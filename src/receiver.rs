@@ -18,6 +18,14 @@
 //!   genesis hash, every later one has the next `seq` (409 if one is missing or
 //!   out of order) and names the hash of the one before (422 if not: altered).
 //! * A new record is stored and answered `201 {"id": "<metadata.id>"}`.
+//! * A record the device deleted undelivered (past its maximum retention)
+//!   comes as a tombstone: parts `tombstone` (`application/json`, a
+//!   [`Tombstone`]) and `signature` only. It is checked like a record (known
+//!   device, signature over the exact `tombstone` bytes, next `seq`, its
+//!   `prev_record_sha256` names the chain head) and then moves the chain head
+//!   to its `record_sha256`, the hash of the deleted record, so the next
+//!   record chains on. A repeat is answered `200` again; a tombstone for a
+//!   record already held whole (its ack was lost) is answered `200` too.
 //! * `POST /api/v1/violations/batch` takes several records (parts suffixed
 //!   `.0`, `.1`, ...), checks them in order as above and answers
 //!   `200 {"acked": [ids accepted], "error": first refusal or null}`.
@@ -45,7 +53,7 @@ use uuid::Uuid;
 
 use crate::config::UploadConfig;
 use crate::keys::{record_sha256, verify_record, GENESIS_PREV};
-use crate::store::RecordMetadata;
+use crate::store::{RecordMetadata, Tombstone};
 use ed25519_dalek::VerifyingKey;
 
 #[derive(Debug, thiserror::Error)]
@@ -195,6 +203,19 @@ pub struct ReceivedRecord {
     pub deliveries: u32,
 }
 
+/// A tombstone as the receiver stored it: a record the device deleted
+/// undelivered. It carries no plate and no images.
+#[derive(Clone, Debug)]
+pub struct ReceivedTombstone {
+    pub tombstone: Tombstone,
+    /// The `tombstone` part exactly as received.
+    pub json: String,
+    /// The verified signature (base64).
+    pub signature: String,
+    /// How many times it was delivered.
+    pub deliveries: u32,
+}
+
 /// Where a chain stands at the receiver.
 #[derive(Clone, Debug)]
 struct ChainHead {
@@ -213,6 +234,8 @@ pub struct ReceiverOptions {
 struct Inner {
     records: Vec<ReceivedRecord>,
     index: HashMap<Uuid, usize>,
+    tombstones: Vec<ReceivedTombstone>,
+    tombstone_index: HashMap<Uuid, usize>,
     requests: u64,
     fail_next: u32,
     retry_after_s: u64,
@@ -220,6 +243,8 @@ struct Inner {
     garbage_next: u32,
     devices: HashMap<String, VerifyingKey>,
     chains: HashMap<(String, String), ChainHead>,
+    /// (device, seq) of every record and tombstone accepted, in order.
+    accepted: Vec<(String, i64)>,
     /// Refusals, as `(status, reason)`, for tests and the demo.
     refusals: Vec<(u16, String)>,
     /// Bundles served at `GET /api/v1/lists/{zone}/{kind}`, with their ETag.
@@ -252,6 +277,31 @@ impl ReceiverHandle {
     /// Records stored, in order of first arrival.
     pub fn received(&self) -> Vec<ReceivedRecord> {
         lock(&self.state).records.clone()
+    }
+
+    /// Tombstones stored (records the device deleted undelivered), in order
+    /// of first arrival.
+    pub fn tombstones(&self) -> Vec<ReceivedTombstone> {
+        lock(&self.state).tombstones.clone()
+    }
+
+    /// The seqs accepted from `device_id`, records and tombstones together,
+    /// in order of acceptance.
+    pub fn accepted_seqs(&self, device_id: &str) -> Vec<i64> {
+        lock(&self.state)
+            .accepted
+            .iter()
+            .filter(|(d, _)| d == device_id)
+            .map(|(_, seq)| *seq)
+            .collect()
+    }
+
+    /// The hash a chain's next record must name, if the chain has begun.
+    pub fn chain_head(&self, device_id: &str, chain_id: &str) -> Option<(i64, String)> {
+        lock(&self.state)
+            .chains
+            .get(&(device_id.to_string(), chain_id.to_string()))
+            .map(|h| (h.seq, h.record_sha256.clone()))
     }
 
     /// Accepts records from `device_id` signed with `key`.
@@ -497,6 +547,7 @@ struct Incoming {
     overview: Option<Vec<u8>>,
     crop: Option<Vec<u8>>,
     evidence_dropped: Option<String>,
+    tombstone: Option<String>,
 }
 
 type Refusal = (StatusCode, String);
@@ -539,6 +590,7 @@ async fn read_parts(form: &mut Multipart, batch: bool) -> Result<Vec<Incoming>, 
             "metadata" => rec.metadata = Some(text(bytes)?),
             "signature" => rec.signature = Some(text(bytes)?),
             "evidence_dropped" => rec.evidence_dropped = Some(text(bytes)?),
+            "tombstone" => rec.tombstone = Some(text(bytes)?),
             "overview" => rec.overview = Some(bytes),
             "crop" => rec.crop = Some(bytes),
             other => return Err(bad(format!("unexpected part `{other}`"))),
@@ -547,9 +599,12 @@ async fn read_parts(form: &mut Multipart, batch: bool) -> Result<Vec<Incoming>, 
     Ok(recs)
 }
 
-/// Checks one record and stores it; `Ok(true)` when new, `Ok(false)` when
-/// already held (identical).
+/// Checks one record (or tombstone) and stores it; `Ok(true)` when new,
+/// `Ok(false)` when already held (identical).
 fn accept(g: &mut Inner, rec: Incoming, key: Option<Uuid>) -> Result<(Uuid, bool), Refusal> {
+    if rec.tombstone.is_some() {
+        return accept_tombstone(g, rec, key);
+    }
     let bad = |m: &str| (StatusCode::BAD_REQUEST, m.to_string());
     let unprocessable = |m: String| (StatusCode::UNPROCESSABLE_ENTITY, m);
     let metadata_json = rec.metadata.ok_or_else(|| bad("need a `metadata` part"))?;
@@ -571,12 +626,13 @@ fn accept(g: &mut Inner, rec: Incoming, key: Option<Uuid>) -> Result<(Uuid, bool
         g.records[i].deliveries += 1;
         return Ok((id, false));
     }
-    let device_key = *g.devices.get(&metadata.device_id).ok_or_else(|| {
-        (
-            StatusCode::FORBIDDEN,
-            format!("unknown device `{}`", metadata.device_id),
-        )
-    })?;
+    if g.tombstone_index.contains_key(&id) {
+        return Err((
+            StatusCode::CONFLICT,
+            format!("record {id} is already held as a tombstone"),
+        ));
+    }
+    let device_key = device_key(g, &metadata.device_id)?;
     let signature = rec
         .signature
         .ok_or_else(|| unprocessable("unsigned record: no `signature` part".into()))?;
@@ -604,41 +660,13 @@ fn accept(g: &mut Inner, rec: Incoming, key: Option<Uuid>) -> Result<(Uuid, bool
             ))
         }
     };
-    let (Some(chain_id), Some(prev)) = (&metadata.chain_id, &metadata.prev_record_sha256) else {
-        return Err(unprocessable(
-            "record has no chain_id / prev_record_sha256".into(),
-        ));
-    };
-    let chain_key = (metadata.device_id.clone(), chain_id.clone());
-    match g.chains.get(&chain_key) {
-        None if prev != GENESIS_PREV => {
-            return Err((
-                StatusCode::CONFLICT,
-                format!(
-                "record seq {} continues chain {chain_id}, whose earlier records have not arrived",
-                metadata.seq
-            ),
-            ))
-        }
-        None => {}
-        Some(head) if metadata.seq != head.seq + 1 => {
-            return Err((
-                StatusCode::CONFLICT,
-                format!(
-                    "expected seq {} next in chain {chain_id}, got {}: missing or reordered",
-                    head.seq + 1,
-                    metadata.seq
-                ),
-            ))
-        }
-        Some(head) if *prev != head.record_sha256 => {
-            return Err(unprocessable(format!(
-            "chain broken at seq {}: prev_record_sha256 does not match record seq {} as received",
-            metadata.seq, head.seq
-        )))
-        }
-        Some(_) => {}
-    }
+    let chain_key = check_chain(
+        g,
+        &metadata.device_id,
+        metadata.seq,
+        metadata.chain_id.as_deref(),
+        metadata.prev_record_sha256.as_deref(),
+    )?;
     g.chains.insert(
         chain_key,
         ChainHead {
@@ -646,6 +674,7 @@ fn accept(g: &mut Inner, rec: Incoming, key: Option<Uuid>) -> Result<(Uuid, bool
             record_sha256: record_sha256(metadata_json.as_bytes()),
         },
     );
+    g.accepted.push((metadata.device_id.clone(), metadata.seq));
     let i = g.records.len();
     g.records.push(ReceivedRecord {
         metadata,
@@ -657,6 +686,149 @@ fn accept(g: &mut Inner, rec: Incoming, key: Option<Uuid>) -> Result<(Uuid, bool
         deliveries: 1,
     });
     g.index.insert(id, i);
+    Ok((id, true))
+}
+
+fn device_key(g: &Inner, device_id: &str) -> Result<VerifyingKey, Refusal> {
+    g.devices.get(device_id).copied().ok_or_else(|| {
+        (
+            StatusCode::FORBIDDEN,
+            format!("unknown device `{device_id}`"),
+        )
+    })
+}
+
+/// Checks that `seq` with `prev` continues its chain; returns the chain's key.
+fn check_chain(
+    g: &Inner,
+    device_id: &str,
+    seq: i64,
+    chain_id: Option<&str>,
+    prev: Option<&str>,
+) -> Result<(String, String), Refusal> {
+    let (Some(chain_id), Some(prev)) = (chain_id, prev) else {
+        return Err((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("seq {seq} has no chain_id / prev_record_sha256"),
+        ));
+    };
+    let chain_key = (device_id.to_string(), chain_id.to_string());
+    match g.chains.get(&chain_key) {
+        None if prev != GENESIS_PREV => Err((
+            StatusCode::CONFLICT,
+            format!(
+                "record seq {seq} continues chain {chain_id}, whose earlier records have not arrived"
+            ),
+        )),
+        Some(head) if seq != head.seq + 1 => Err((
+            StatusCode::CONFLICT,
+            format!(
+                "expected seq {} next in chain {chain_id}, got {seq}: missing or reordered",
+                head.seq + 1
+            ),
+        )),
+        Some(head) if prev != head.record_sha256 => Err((
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "chain broken at seq {seq}: prev_record_sha256 does not match record seq {} as received",
+                head.seq
+            ),
+        )),
+        _ => Ok(chain_key),
+    }
+}
+
+/// Checks a tombstone (the parts `tombstone` and `signature`, nothing else)
+/// and stores it, moving its chain's head to the deleted record's hash.
+fn accept_tombstone(
+    g: &mut Inner,
+    rec: Incoming,
+    key: Option<Uuid>,
+) -> Result<(Uuid, bool), Refusal> {
+    let bad = |m: &str| (StatusCode::BAD_REQUEST, m.to_string());
+    let unprocessable = |m: String| (StatusCode::UNPROCESSABLE_ENTITY, m);
+    if rec.metadata.is_some()
+        || rec.overview.is_some()
+        || rec.crop.is_some()
+        || rec.evidence_dropped.is_some()
+    {
+        return Err(bad("a tombstone comes with a `signature` part only"));
+    }
+    let json = rec.tombstone.unwrap_or_default();
+    let tombstone: Tombstone = serde_json::from_str(&json)
+        .map_err(|e| unprocessable(format!("tombstone does not parse: {e}")))?;
+    if let Some(k) = key {
+        if k != tombstone.id {
+            return Err(bad("Idempotency-Key header must equal tombstone.id"));
+        }
+    }
+    let id = tombstone.id;
+    if let Some(&i) = g.tombstone_index.get(&id) {
+        if g.tombstones[i].json != json {
+            return Err((
+                StatusCode::CONFLICT,
+                format!("tombstone {id} is already held with other content"),
+            ));
+        }
+        g.tombstones[i].deliveries += 1;
+        return Ok((id, false));
+    }
+    let device_key = device_key(g, &tombstone.device_id)?;
+    let signature = rec
+        .signature
+        .ok_or_else(|| unprocessable("unsigned tombstone: no `signature` part".into()))?;
+    verify_record(&device_key, json.as_bytes(), &signature)
+        .map_err(|e| unprocessable(format!("tombstone seq {}: {e}", tombstone.seq)))?;
+    if let Some(&i) = g.index.get(&id) {
+        // The record arrived whole before, but its ack did not reach the
+        // device before the record expired there: nothing new to store.
+        let held = &g.records[i];
+        if held.metadata.seq != tombstone.seq
+            || record_sha256(held.metadata_json.as_bytes()) != tombstone.record_sha256
+        {
+            return Err((
+                StatusCode::CONFLICT,
+                format!("tombstone {id} does not match the record held under that id"),
+            ));
+        }
+        g.records[i].deliveries += 1;
+        return Ok((id, false));
+    }
+    let is_hash = tombstone.record_sha256.len() == 64
+        && tombstone
+            .record_sha256
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if !is_hash {
+        return Err(unprocessable(format!(
+            "tombstone seq {}: record_sha256 is not 64 lower-case hex digits",
+            tombstone.seq
+        )));
+    }
+    let chain_key = check_chain(
+        g,
+        &tombstone.device_id,
+        tombstone.seq,
+        tombstone.chain_id.as_deref(),
+        tombstone.prev_record_sha256.as_deref(),
+    )?;
+    g.chains.insert(
+        chain_key,
+        ChainHead {
+            seq: tombstone.seq,
+            record_sha256: tombstone.record_sha256.clone(),
+        },
+    );
+    g.accepted
+        .push((tombstone.device_id.clone(), tombstone.seq));
+    let i = g.tombstones.len();
+    g.tombstones.push(ReceivedTombstone {
+        tombstone,
+        json,
+        signature,
+        deliveries: 1,
+    });
+    g.tombstone_index.insert(id, i);
     Ok((id, true))
 }
 
@@ -769,4 +941,231 @@ async fn receive_batch(State(state): State<Shared>, mut form: Multipart) -> Resp
         axum::Json(serde_json::json!({ "acked": acked, "error": first_error })),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    //! Tombstones end to end: the store replaces an expired record, the real
+    //! HTTPS client sends it, this receiver checks it and keeps the chain.
+
+    use std::sync::Arc;
+
+    use chrono::Utc;
+    use rusqlite::params;
+
+    use super::*;
+    use crate::keys::EvidenceSigner;
+    use crate::metrics::Metrics;
+    use crate::store::testing::{sample_context, sample_signer, sample_violation};
+    use crate::store::{format_time, PendingRecord, Store};
+    use crate::upload::{run_uploader, Backend, HttpsBackend, UploadError, UploaderParams};
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        pki: TestPki,
+        rx: ReceiverHandle,
+        db: PathBuf,
+    }
+
+    /// Five pending records, of which the third expired undelivered and is
+    /// now a tombstone.
+    async fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pki = generate_test_pki(&dir.path().join("pki")).expect("pki");
+        let rx = start("127.0.0.1:0".parse().expect("addr"), &pki)
+            .await
+            .expect("receiver");
+        rx.trust_device("cam-post-17", sample_signer().verifying_key());
+        let db = dir.path().join("anpr.sqlite");
+        let mut s = Store::open(&db).expect("store");
+        for i in 1..=5 {
+            s.record(&sample_violation(&format!("TOMB{i}")), &sample_context())
+                .expect("record");
+        }
+        let now = Utc::now();
+        s.conn_for_tests()
+            .execute(
+                "UPDATE violation SET created_at = ?1 WHERE seq = 3",
+                params![format_time(now - chrono::Duration::days(40))],
+            )
+            .expect("backdate");
+        let r = s
+            .apply_retention(
+                now,
+                chrono::Duration::hours(72),
+                chrono::Duration::days(30),
+                &sample_signer(),
+            )
+            .expect("retention");
+        assert_eq!(r.unacked_records_expired, vec![3]);
+        Fixture {
+            _dir: dir,
+            pki,
+            rx,
+            db,
+        }
+    }
+
+    fn pending(f: &Fixture) -> Vec<PendingRecord> {
+        Store::open(&f.db)
+            .expect("store")
+            .pending(10)
+            .expect("pending")
+    }
+
+    fn backend(f: &Fixture) -> HttpsBackend {
+        HttpsBackend::new(&f.pki.upload_config(&f.rx.url())).expect("backend")
+    }
+
+    /// The receiver holds 1, 2, 4, 5 whole and 3 as a tombstone, in one
+    /// unbroken chain whose head is the last record's hash.
+    fn assert_whole_chain(f: &Fixture, recs: &[PendingRecord]) {
+        assert_eq!(f.rx.accepted_seqs("cam-post-17"), [1, 2, 3, 4, 5]);
+        let whole: Vec<i64> = f.rx.received().iter().map(|r| r.metadata.seq).collect();
+        assert_eq!(whole, [1, 2, 4, 5]);
+        let t = f.rx.tombstones();
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].tombstone.seq, 3);
+        assert_eq!(t[0].json, recs[2].signed_json);
+        assert!(!t[0].json.contains("TOMB3"), "no plate in a tombstone");
+        let chain = recs[0].metadata().expect("record").chain_id.clone();
+        let head =
+            f.rx.chain_head("cam-post-17", chain.as_deref().expect("chained"))
+                .expect("head");
+        assert_eq!(head, (5, record_sha256(recs[4].signed_json.as_bytes())));
+        assert!(f.rx.refusals().is_empty(), "{:?}", f.rx.refusals());
+    }
+
+    #[tokio::test]
+    async fn a_tombstone_is_delivered_in_its_place_and_the_chain_goes_on() {
+        let f = fixture().await;
+        let recs = pending(&f);
+        assert!(recs[2].tombstone().is_some());
+        let b = backend(&f);
+        for rec in &recs {
+            assert_eq!(b.deliver(rec).await.expect("ack").id, rec.id);
+        }
+        // A repeat (an ack that did not reach the device) is answered again
+        // and stored once.
+        assert_eq!(b.deliver(&recs[2]).await.expect("again").id, recs[2].id);
+        assert_eq!(f.rx.tombstones()[0].deliveries, 2);
+        assert_whole_chain(&f, &recs);
+        f.rx.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn the_uploader_sends_a_tombstone_within_a_batch() {
+        let f = fixture().await;
+        let recs = pending(&f);
+        let metrics = Metrics::new();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(run_uploader(
+            f.db.clone(),
+            Arc::new(backend(&f)),
+            Arc::new(tokio::sync::Notify::new()),
+            metrics.clone(),
+            UploaderParams::from_config(&f.pki.upload_config(&f.rx.url())),
+            stop.clone(),
+        ));
+        // Done when the device has marked everything delivered.
+        let store = Store::open(&f.db).expect("store");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while store.pending_count().expect("n") > 0 {
+            assert!(tokio::time::Instant::now() < deadline, "not delivered");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop.cancel();
+        task.await.expect("join").expect("uploader");
+        assert_eq!(f.rx.requests(), 1, "one batch request");
+        assert_whole_chain(&f, &recs);
+        f.rx.shutdown().await;
+    }
+
+    fn is_status(err: &UploadError, want: u16) -> bool {
+        matches!(err, UploadError::Status { status, .. } if *status == want)
+    }
+
+    #[tokio::test]
+    async fn a_forged_or_altered_tombstone_is_refused() {
+        let f = fixture().await;
+        let recs = pending(&f);
+        let b = backend(&f);
+        for rec in &recs[..2] {
+            b.deliver(rec).await.expect("ack");
+        }
+        let genuine = &recs[2];
+        let t = genuine.tombstone().expect("tombstone").clone();
+
+        // Signed by another key.
+        let mut forged = genuine.clone();
+        forged.signature =
+            Some(EvidenceSigner::from_seed([9; 32]).sign(forged.signed_json.as_bytes()));
+        let err = b.deliver(&forged).await.expect_err("forged");
+        assert!(is_status(&err, 422), "{err}");
+
+        // Altered after signing: it claims another hash for the deleted record.
+        let mut altered = genuine.clone();
+        altered.signed_json = altered
+            .signed_json
+            .replace(&t.record_sha256, &"ab".repeat(32));
+        let err = b.deliver(&altered).await.expect_err("altered");
+        assert!(is_status(&err, 422), "{err}");
+
+        // Unsigned.
+        let mut unsigned = genuine.clone();
+        unsigned.signature = None;
+        let err = b.deliver(&unsigned).await.expect_err("unsigned");
+        assert!(is_status(&err, 422), "{err}");
+
+        // Signed by the device but not continuing the chain.
+        let mut bent = t.clone();
+        bent.prev_record_sha256 = Some("cd".repeat(32));
+        let mut off_chain = genuine.clone();
+        off_chain.signed_json = serde_json::to_string(&bent).expect("json");
+        off_chain.signature = Some(sample_signer().sign(off_chain.signed_json.as_bytes()));
+        let err = b.deliver(&off_chain).await.expect_err("off chain");
+        assert!(is_status(&err, 422), "{err}");
+
+        assert!(f.rx.tombstones().is_empty());
+        assert_eq!(f.rx.refusals().len(), 4);
+        // None of them moved the chain: the genuine one still fits, and the rest follow.
+        for rec in &recs[2..] {
+            b.deliver(rec).await.expect("ack");
+        }
+        assert_eq!(f.rx.accepted_seqs("cam-post-17"), [1, 2, 3, 4, 5]);
+        f.rx.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_tombstone_for_a_record_held_whole_is_acknowledged() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pki = generate_test_pki(&dir.path().join("pki")).expect("pki");
+        let rx = start("127.0.0.1:0".parse().expect("addr"), &pki)
+            .await
+            .expect("receiver");
+        rx.trust_device("cam-post-17", sample_signer().verifying_key());
+        let b = HttpsBackend::new(&pki.upload_config(&rx.url())).expect("backend");
+        let db = dir.path().join("anpr.sqlite");
+        let mut s = Store::open(&db).expect("store");
+        s.record(&sample_violation("LOST1"), &sample_context())
+            .expect("record");
+        // Delivered, but the ack never reached the device; then it expired.
+        b.deliver(&s.pending(1).expect("pending")[0])
+            .await
+            .expect("ack");
+        s.apply_retention(
+            Utc::now() + chrono::Duration::days(40),
+            chrono::Duration::hours(1),
+            chrono::Duration::days(30),
+            &sample_signer(),
+        )
+        .expect("retention");
+        let t = s.pending(1).expect("pending").remove(0);
+        assert!(t.tombstone().is_some());
+        assert_eq!(b.deliver(&t).await.expect("ack").id, t.id);
+        assert_eq!(rx.received().len(), 1);
+        assert_eq!(rx.received()[0].deliveries, 2);
+        assert!(rx.tombstones().is_empty());
+        rx.shutdown().await;
+    }
 }

@@ -85,10 +85,10 @@ impl Backend for RecordingBackend {
         rec: &'a PendingRecord,
     ) -> Pin<Box<dyn Future<Output = Result<Ack, UploadError>> + Send + 'a>> {
         Box::pin(async move {
-            self.delivered
-                .lock()
-                .expect("lock")
-                .push(rec.metadata.plate.text.clone());
+            let plate = rec
+                .metadata()
+                .map_or("(tombstone)", |m| m.plate.text.as_str());
+            self.delivered.lock().expect("lock").push(plate.to_string());
             Ok(Ack { id: rec.id })
         })
     }

@@ -136,7 +136,7 @@ async fn the_receiver_refuses_tampered_unsigned_missing_and_reordered_records() 
 
     // Tampered: one character of the plate changed after signing.
     let mut tampered = recs[0].clone();
-    tampered.metadata_json = tampered.metadata_json.replacen("HB00", "HB08", 1);
+    tampered.signed_json = tampered.signed_json.replacen("HB00", "HB08", 1);
     let err = backend.deliver(&tampered).await.expect_err("tampered");
     assert!(
         matches!(&err, UploadError::Status { status: 422, snippet, .. } if snippet.contains("signature")),
@@ -198,7 +198,10 @@ async fn an_altered_predecessor_breaks_the_chain() {
     };
     let from_a = record2(&a, "AAA1");
     let from_b = record2(&b, "BBB1");
-    assert_eq!(from_a[0].metadata.chain_id, from_b[0].metadata.chain_id);
+    assert_eq!(
+        from_a[0].metadata().expect("record").chain_id,
+        from_b[0].metadata().expect("record").chain_id
+    );
     backend.deliver(&from_a[0]).await.expect("first");
     let err = backend.deliver(&from_b[1]).await.expect_err("broken chain");
     assert!(

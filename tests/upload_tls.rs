@@ -58,7 +58,7 @@ async fn tls_round_trip_acks_and_a_repeat_is_stored_once() {
     let got = f.rx.received();
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].deliveries, 2);
-    assert_eq!(got[0].metadata_json, rec.metadata_json);
+    assert_eq!(got[0].metadata_json, rec.signed_json);
     assert_eq!(got[0].overview_jpeg, rec.overview_jpeg);
     assert_eq!(got[0].crop_jpeg, rec.crop_jpeg);
     f.rx.shutdown().await;

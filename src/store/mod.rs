@@ -10,8 +10,10 @@
 //! Every record is signed (Ed25519, [`crate::keys`]) over its metadata bytes,
 //! which name the previous record's hash: a chain the backend checks. The
 //! store also keeps the database within its disk budget and applies retention
-//! ([`Store::apply_retention`]); every deletion of evidence is counted by
-//! reason in the database itself.
+//! ([`Store::apply_retention`]): an undelivered record past the maximum
+//! retention is replaced by a signed [`Tombstone`] that keeps the chain but
+//! nothing personal. Every deletion is counted by reason in the database
+//! itself, and deleted content is overwritten (`secure_delete`).
 //!
 //! This module only ever sees [`Violation`]s: non-hits never reach it, and it
 //! never stores anything about a vehicle that was not judged a candidate
@@ -51,8 +53,10 @@ pub mod reason {
     pub const ACKED_RECORD_BUDGET: &str = "disk_budget_acked_record";
     /// Images of an acknowledged record deleted after `acked_evidence_retention_h`.
     pub const ACKED_EVIDENCE_RETENTION: &str = "retention_acked_evidence";
-    /// Images of an unacknowledged record older than `max_retention_days`.
-    pub const UNACKED_EVIDENCE_EXPIRED: &str = "retention_unacked_expired";
+    /// An unacknowledged record older than `max_retention_days`: its metadata,
+    /// signature and images deleted, a signed [`super::Tombstone`] left in its
+    /// place. (Builds before schema 3 deleted only the images under this name.)
+    pub const UNACKED_EXPIRED: &str = "retention_unacked_expired";
     /// An acknowledged row older than `max_retention_days`, deleted whole.
     pub const ACKED_ROW_EXPIRED: &str = "retention_acked_row";
 }
@@ -170,8 +174,9 @@ pub struct BudgetStatus {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RetentionReport {
     pub acked_evidence_deleted: u64,
-    /// Seqs of unacknowledged records whose evidence expired.
-    pub unacked_evidence_expired: Vec<i64>,
+    /// Seqs of unacknowledged records that expired and were replaced by
+    /// tombstones, lowest first.
+    pub unacked_records_expired: Vec<i64>,
     pub acked_rows_deleted: u64,
 }
 
@@ -270,22 +275,93 @@ pub struct RecordMetadata {
     pub created_at: String,
 }
 
+/// Version of the layout of [`Tombstone`].
+pub const TOMBSTONE_FORMAT: u32 = 2;
+
+/// Why a record was replaced by a tombstone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TombstoneKind {
+    /// Not delivered within `store.max_retention_days`.
+    Expired,
+}
+
+/// What is left of a record that expired undelivered: just enough for the
+/// backend to see which record is gone and why, and to keep checking the hash
+/// chain across it. No plate, no time of passage, no images. Serialised once,
+/// signed with the evidence key and stored; uploaded as the `tombstone` part.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tombstone {
+    /// Layout version ([`TOMBSTONE_FORMAT`]).
+    pub format: u32,
+    pub kind: TombstoneKind,
+    /// The record's id; also the upload's `Idempotency-Key`.
+    pub id: Uuid,
+    pub device_id: String,
+    /// The record's seq: the tombstone takes its place in the sequence.
+    pub seq: i64,
+    /// The record's chain; absent for a format-1 (unchained) record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chain_id: Option<String>,
+    /// H(M): lower-case hex SHA-256 of the record's metadata bytes as signed,
+    /// which the next record names as its `prev_record_sha256`.
+    pub record_sha256: String,
+    /// The record's own `prev_record_sha256`; absent for a format-1 record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev_record_sha256: Option<String>,
+    /// Why the record was deleted ([`reason`]).
+    pub reason: String,
+    /// When the record was committed on the device, RFC 3339 ms.
+    pub created_at: String,
+    /// When retention replaced it, RFC 3339 ms (device wall clock).
+    pub expired_at: String,
+}
+
+/// What an unacknowledged record carries to the backend.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PendingContent {
+    /// A live record: its metadata, with the images beside it.
+    Record(Box<RecordMetadata>),
+    /// A record that expired undelivered: only its tombstone is left.
+    Tombstone(Tombstone),
+}
+
 /// A record the backend has not acknowledged yet.
 #[derive(Clone, Debug)]
 pub struct PendingRecord {
     pub id: Uuid,
     pub seq: i64,
-    pub metadata: RecordMetadata,
-    /// The canonical JSON of `metadata`, byte for byte as stored; this is what is
+    pub content: PendingContent,
+    /// The signed JSON, byte for byte as stored: the `metadata` part of a
+    /// record, or the `tombstone` part of a tombstone. This is what is
     /// uploaded, so the backend sees exactly what the device committed.
-    pub metadata_json: String,
+    pub signed_json: String,
     /// Empty when the evidence was deleted; see `evidence_dropped`.
     pub overview_jpeg: Vec<u8>,
     pub crop_jpeg: Vec<u8>,
-    /// Ed25519 signature of `metadata_json`, base64; `None` for format 1 records.
+    /// Ed25519 signature of `signed_json`, base64; `None` for format 1 records.
     pub signature: Option<String>,
     /// Why the images were deleted ([`reason`]), if they were.
     pub evidence_dropped: Option<String>,
+}
+
+impl PendingRecord {
+    /// The record's metadata, unless only its tombstone is left.
+    pub fn metadata(&self) -> Option<&RecordMetadata> {
+        match &self.content {
+            PendingContent::Record(m) => Some(m.as_ref()),
+            PendingContent::Tombstone(_) => None,
+        }
+    }
+
+    /// The tombstone, if the record expired undelivered.
+    pub fn tombstone(&self) -> Option<&Tombstone> {
+        match &self.content {
+            PendingContent::Tombstone(t) => Some(t),
+            PendingContent::Record(_) => None,
+        }
+    }
 }
 
 /// Delivery state of one record, for diagnostics and tests.
@@ -362,6 +438,10 @@ const MIGRATIONS: &[&str] = &[
         reason TEXT PRIMARY KEY NOT NULL,
         count  INTEGER NOT NULL
     );
+    "#,
+    // 3: tombstones of records that expired undelivered.
+    r#"
+    ALTER TABLE violation ADD COLUMN tombstone TEXT;
     "#,
 ];
 
@@ -524,6 +604,44 @@ fn used_page_bytes(conn: &Connection) -> rusqlite::Result<u64> {
     Ok(((pages - free).max(0) * size.max(0)) as u64)
 }
 
+/// An unacknowledged record that retention is about to replace.
+struct ExpiringRow {
+    id: String,
+    seq: i64,
+    device_id: String,
+    metadata: String,
+    created_at: String,
+    evidence_dropped: Option<String>,
+}
+
+/// The tombstone of `row`. Its chain fields come from the stored metadata;
+/// metadata that no longer parses (a damaged row) still loses its content,
+/// and its tombstone says nothing about the chain.
+fn tombstone_of(row: &ExpiringRow, expired_at: &str) -> Tombstone {
+    let meta: Option<serde_json::Value> = serde_json::from_str(&row.metadata).ok();
+    let field = |name: &str| {
+        meta.as_ref()
+            .and_then(|m| m.get(name))
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
+    Tombstone {
+        format: TOMBSTONE_FORMAT,
+        kind: TombstoneKind::Expired,
+        // A row whose id does not parse is reported as damaged by `pending`
+        // either way; its content must still go.
+        id: Uuid::parse_str(&row.id).unwrap_or_default(),
+        device_id: row.device_id.clone(),
+        seq: row.seq,
+        chain_id: field("chain_id"),
+        record_sha256: record_sha256(row.metadata.as_bytes()),
+        prev_record_sha256: field("prev_record_sha256"),
+        reason: reason::UNACKED_EXPIRED.to_string(),
+        created_at: row.created_at.clone(),
+        expired_at: expired_at.to_string(),
+    }
+}
+
 impl Store {
     /// Opens (creating if needed) the database at `path`, with its parent folder,
     /// and brings its schema up to [`SCHEMA_VERSION`].
@@ -558,6 +676,10 @@ impl Store {
         // After a checkpoint the WAL shrinks back to this, so it cannot keep
         // the disk space of a burst (it counts against the budget).
         conn.pragma_update(None, "journal_size_limit", 16 * 1024 * 1024)
+            .map_err(open_err)?;
+        // Deleted content (an expired record's plate, a deleted row) is
+        // overwritten with zeros instead of lingering in free space.
+        conn.pragma_update(None, "secure_delete", "ON")
             .map_err(open_err)?;
         let mut store = Store {
             conn,
@@ -911,13 +1033,15 @@ impl Store {
         })
     }
 
-    /// Up to `limit` unacknowledged records, oldest (lowest seq) first.
+    /// Up to `limit` unacknowledged records, oldest (lowest seq) first, live
+    /// records and tombstones alike.
     pub fn pending(&self, limit: usize) -> Result<Vec<PendingRecord>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let mut stmt = self
             .conn
             .prepare_cached(
-                "SELECT id, seq, metadata, overview_jpeg, crop_jpeg, signature, evidence_dropped
+                "SELECT id, seq, metadata, overview_jpeg, crop_jpeg, signature, evidence_dropped,
+                        tombstone
                  FROM violation WHERE acked_at IS NULL ORDER BY seq, created_at LIMIT ?1",
             )
             .map_err(|e| self.sql("prepare pending", e))?;
@@ -931,6 +1055,7 @@ impl Store {
                     r.get::<_, Vec<u8>>(4)?,
                     r.get::<_, Option<String>>(5)?,
                     r.get::<_, Option<String>>(6)?,
+                    r.get::<_, Option<String>>(7)?,
                 ))
             })
             .map_err(|e| self.sql("query pending", e))?;
@@ -944,6 +1069,7 @@ impl Store {
                 crop_jpeg,
                 signature,
                 evidence_dropped,
+                tombstone_json,
             ) = row.map_err(|e| self.sql("read pending row", e))?;
             let corrupt = |reason: String| StoreError::Corrupt {
                 path: self.path.clone(),
@@ -951,16 +1077,29 @@ impl Store {
                 reason,
             };
             let id = Uuid::parse_str(&id_text).map_err(|e| corrupt(format!("bad id: {e}")))?;
-            let metadata: RecordMetadata = serde_json::from_str(&metadata_json)
-                .map_err(|e| corrupt(format!("metadata is not valid JSON: {e}")))?;
-            if metadata.id != id || metadata.seq != seq {
-                return Err(corrupt("metadata id/seq differ from the row's".into()));
-            }
+            let (content, signed_json) = match tombstone_json {
+                Some(json) => {
+                    let t: Tombstone = serde_json::from_str(&json)
+                        .map_err(|e| corrupt(format!("tombstone is not valid JSON: {e}")))?;
+                    if t.id != id || t.seq != seq {
+                        return Err(corrupt("tombstone id/seq differ from the row's".into()));
+                    }
+                    (PendingContent::Tombstone(t), json)
+                }
+                None => {
+                    let m: RecordMetadata = serde_json::from_str(&metadata_json)
+                        .map_err(|e| corrupt(format!("metadata is not valid JSON: {e}")))?;
+                    if m.id != id || m.seq != seq {
+                        return Err(corrupt("metadata id/seq differ from the row's".into()));
+                    }
+                    (PendingContent::Record(Box::new(m)), metadata_json)
+                }
+            };
             out.push(PendingRecord {
                 id,
                 seq,
-                metadata,
-                metadata_json,
+                content,
+                signed_json,
                 overview_jpeg,
                 crop_jpeg,
                 signature,
@@ -1015,14 +1154,17 @@ impl Store {
     }
 
     /// Applies retention at `now`: deletes the images of records acknowledged
-    /// more than `acked_evidence` ago, the images of unacknowledged records made
-    /// more than `max_age` ago (each one logged by seq), and acknowledged rows
-    /// older than `max_age`. Every deletion is counted by reason.
+    /// more than `acked_evidence` ago; replaces each unacknowledged record made
+    /// more than `max_age` ago by a [`Tombstone`] signed with `signer` (its
+    /// metadata, plate, signature and images deleted; each logged by seq); and
+    /// deletes acknowledged rows older than `max_age`. Every deletion is
+    /// counted by reason.
     pub fn apply_retention(
         &mut self,
         now: DateTime<Utc>,
         acked_evidence: chrono::Duration,
         max_age: chrono::Duration,
+        signer: &EvidenceSigner,
     ) -> Result<RetentionReport, StoreError> {
         let path = self.path.clone();
         let sql = |op: &'static str| {
@@ -1042,19 +1184,62 @@ impl Store {
                 params![reason::ACKED_EVIDENCE_RETENTION, acked_cut],
             )
             .map_err(sql("delete acknowledged evidence"))? as u64;
-        let unacked_evidence_expired: Vec<i64> = tx
+        let expired: Vec<ExpiringRow> = tx
             .prepare(
-                "UPDATE violation SET overview_jpeg = x'', crop_jpeg = x'', evidence_dropped = ?1
-                 WHERE acked_at IS NULL AND created_at < ?2 AND evidence_dropped IS NULL
-                 RETURNING seq",
+                "SELECT id, seq, device_id, metadata, created_at, evidence_dropped FROM violation
+                 WHERE acked_at IS NULL AND created_at < ?1 AND tombstone IS NULL
+                 ORDER BY seq",
             )
             .and_then(|mut st| {
-                st.query_map(params![reason::UNACKED_EVIDENCE_EXPIRED, age_cut], |r| {
-                    r.get(0)
+                st.query_map(params![age_cut], |r| {
+                    Ok(ExpiringRow {
+                        id: r.get(0)?,
+                        seq: r.get(1)?,
+                        device_id: r.get(2)?,
+                        metadata: r.get(3)?,
+                        created_at: r.get(4)?,
+                        evidence_dropped: r.get(5)?,
+                    })
                 })?
                 .collect()
             })
-            .map_err(sql("delete expired evidence"))?;
+            .map_err(sql("find expired records"))?;
+        let expired_at = format_time(now);
+        let mut unacked_records_expired = Vec::with_capacity(expired.len());
+        // Rows whose images an older build already deleted under this reason
+        // were counted then; count only what is deleted now.
+        let mut newly_counted = 0u64;
+        for row in &expired {
+            let tombstone = tombstone_of(row, &expired_at);
+            let json = serde_json::to_string(&tombstone)
+                .map_err(|source| StoreError::Serialise { source })?;
+            let signature = signer.sign(json.as_bytes());
+            tx.execute(
+                "UPDATE violation SET
+                    captured_at = '', clock_synchronised = 0, clock_max_error_us = 0,
+                    camera = '', camera_facing = '', location = '', latitude = NULL,
+                    longitude = NULL, lane = NULL, direction = 'unknown', plate_text = '',
+                    plate_confidence = 0, char_confidences = '[]', reads = 0, frames = 0,
+                    first_seen = '', last_seen = '', frame_seq = 0, model_versions = '',
+                    decision_rule = '', hit_list_version = '', exemption_list_version = '',
+                    hit_entry_id = '', overview_jpeg = x'', overview_sha256 = '',
+                    crop_jpeg = x'', crop_sha256 = '', metadata = '', last_error = NULL,
+                    record_sha256 = ?2, signature = ?3, evidence_dropped = ?4, tombstone = ?5
+                 WHERE id = ?1",
+                params![
+                    row.id,
+                    tombstone.record_sha256,
+                    signature,
+                    reason::UNACKED_EXPIRED,
+                    json
+                ],
+            )
+            .map_err(sql("replace expired record by its tombstone"))?;
+            if row.evidence_dropped.as_deref() != Some(reason::UNACKED_EXPIRED) {
+                newly_counted += 1;
+            }
+            unacked_records_expired.push(row.seq);
+        }
         let acked_rows_deleted = tx
             .execute(
                 "DELETE FROM violation WHERE acked_at IS NOT NULL AND created_at < ?1",
@@ -1066,30 +1251,45 @@ impl Store {
             reason::ACKED_EVIDENCE_RETENTION,
             acked_evidence_deleted,
         )
-        .and_then(|_| {
-            count_drop(
-                &tx,
-                reason::UNACKED_EVIDENCE_EXPIRED,
-                unacked_evidence_expired.len() as u64,
-            )
-        })
+        .and_then(|_| count_drop(&tx, reason::UNACKED_EXPIRED, newly_counted))
         .and_then(|_| count_drop(&tx, reason::ACKED_ROW_EXPIRED, acked_rows_deleted))
         .map_err(sql("count drops"))?;
         tx.commit().map_err(sql("commit retention"))?;
-        if !unacked_evidence_expired.is_empty() {
-            let mut seqs = unacked_evidence_expired.clone();
-            seqs.sort_unstable();
+        if !unacked_records_expired.is_empty() {
             tracing::warn!(
-                ?seqs,
-                reason = reason::UNACKED_EVIDENCE_EXPIRED,
-                "evidence of undelivered violations deleted: older than store.max_retention_days"
+                seqs = ?unacked_records_expired,
+                reason = reason::UNACKED_EXPIRED,
+                "undelivered violations older than store.max_retention_days deleted; \
+                 signed tombstones take their place in the upload queue"
             );
+        }
+        if unacked_records_expired.len() as u64 + acked_rows_deleted > 0 {
+            self.flush_wal();
         }
         Ok(RetentionReport {
             acked_evidence_deleted,
-            unacked_evidence_expired,
+            unacked_records_expired,
             acked_rows_deleted,
         })
+    }
+
+    /// Copies the WAL into the database and empties it, so the old page images
+    /// of deleted records do not stay in the WAL file (secure_delete zeroes
+    /// them in the database itself). Best effort: while the other connection
+    /// reads, part of the WAL may stay until a later pass.
+    fn flush_wal(&self) {
+        let done = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            });
+        match done {
+            Ok(0) => {}
+            Ok(_) => tracing::info!(
+                "WAL not emptied after retention (the uploader was reading); next pass retries"
+            ),
+            Err(e) => tracing::warn!(error = %e, "WAL checkpoint after retention failed"),
+        }
     }
 
     /// Counts a failed delivery attempt and keeps its error text.
@@ -1178,6 +1378,11 @@ mod tests {
     use super::testing::{sample_context, sample_violation};
     use super::*;
 
+    /// The metadata of a live pending record.
+    fn meta(p: &PendingRecord) -> &RecordMetadata {
+        p.metadata().expect("a live record, not a tombstone")
+    }
+
     fn temp_db() -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("state").join("anpr.sqlite");
@@ -1196,11 +1401,11 @@ mod tests {
         let pending = s.pending(10).expect("pending");
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].id, stored.id);
-        assert_eq!(pending[0].metadata.plate.text, "AB123C");
-        assert_eq!(pending[0].metadata.plate.country.as_deref(), Some("NL"));
-        assert!(pending[0].metadata_json.contains(r#""country":"NL""#));
-        assert_eq!(pending[0].metadata.device_id, "cam-post-17");
-        assert_eq!(pending[0].metadata.decision.entry_id, "entry-42");
+        assert_eq!(meta(&pending[0]).plate.text, "AB123C");
+        assert_eq!(meta(&pending[0]).plate.country.as_deref(), Some("NL"));
+        assert!(pending[0].signed_json.contains(r#""country":"NL""#));
+        assert_eq!(meta(&pending[0]).device_id, "cam-post-17");
+        assert_eq!(meta(&pending[0]).decision.entry_id, "entry-42");
         assert!(pending[0].overview_jpeg.starts_with(&[0xFF, 0xD8]));
         assert!(pending[0].crop_jpeg.starts_with(&[0xFF, 0xD8]));
     }
@@ -1247,11 +1452,11 @@ mod tests {
         s.record(&sample_violation("ZZ99ZZ"), &sample_context())
             .expect("record");
         let p = s.pending(1).expect("pending").remove(0);
-        let again = serde_json::to_string(&p.metadata).expect("serialise");
-        assert_eq!(again, p.metadata_json);
-        assert_eq!(p.metadata.format, METADATA_FORMAT);
-        assert!(p.metadata.captured_at.ends_with('Z'));
-        assert_eq!(p.metadata.lane, None);
+        let again = serde_json::to_string(meta(&p)).expect("serialise");
+        assert_eq!(again, p.signed_json);
+        assert_eq!(meta(&p).format, METADATA_FORMAT);
+        assert!(meta(&p).captured_at.ends_with('Z'));
+        assert_eq!(meta(&p).lane, None);
     }
 
     #[test]
@@ -1261,8 +1466,8 @@ mod tests {
         s.record(&sample_violation("ZZ99ZZ"), &sample_context())
             .expect("record");
         let p = s.pending(1).expect("pending").remove(0);
-        let older = p.metadata_json.replace(r#","country":"NL""#, "");
-        assert_ne!(older, p.metadata_json);
+        let older = p.signed_json.replace(r#","country":"NL""#, "");
+        assert_ne!(older, p.signed_json);
         let m: RecordMetadata = serde_json::from_str(&older).expect("parses");
         assert_eq!(m.plate.country, None);
         assert_eq!(m.plate.text, "ZZ99ZZ");
@@ -1276,12 +1481,8 @@ mod tests {
         v.passage.lane = Some(2);
         s.record(&v, &sample_context()).expect("record");
         let p = s.pending(1).expect("pending").remove(0);
-        assert_eq!(p.metadata.lane, Some(2));
-        assert!(
-            p.metadata_json.contains("\"lane\":2"),
-            "{}",
-            p.metadata_json
-        );
+        assert_eq!(meta(&p).lane, Some(2));
+        assert!(p.signed_json.contains("\"lane\":2"), "{}", p.signed_json);
     }
 
     #[test]
@@ -1304,8 +1505,8 @@ mod tests {
         assert_eq!(sha256_hex(&ov), ov_hash);
         assert_eq!(sha256_hex(&crop), crop_hash);
         let p = s.pending(1).expect("pending").remove(0);
-        assert_eq!(p.metadata.overview_sha256, ov_hash);
-        assert_eq!(p.metadata.crop_sha256, crop_hash);
+        assert_eq!(meta(&p).overview_sha256, ov_hash);
+        assert_eq!(meta(&p).crop_sha256, crop_hash);
     }
 
     #[test]
@@ -1334,7 +1535,7 @@ mod tests {
         let (_dir, path) = temp_db();
         let s = Store::open(&path).expect("open");
         assert_eq!(s.schema_version().expect("version"), SCHEMA_VERSION);
-        assert_eq!(SCHEMA_VERSION, 2);
+        assert_eq!(SCHEMA_VERSION, 3);
         let mode: String = s
             .conn
             .pragma_query_value(None, "journal_mode", |r| r.get(0))
@@ -1400,14 +1601,11 @@ mod tests {
         let mut prev = GENESIS_PREV.to_string();
         for r in &recs {
             let sig = r.signature.as_deref().expect("signed");
-            crate::keys::verify_record(&key, r.metadata_json.as_bytes(), sig).expect("valid");
-            assert_eq!(
-                r.metadata.prev_record_sha256.as_deref(),
-                Some(prev.as_str())
-            );
-            assert_eq!(r.metadata.chain_id.as_deref(), Some(s.chain_id()));
-            assert_eq!(r.metadata.format, METADATA_FORMAT);
-            prev = record_sha256(r.metadata_json.as_bytes());
+            crate::keys::verify_record(&key, r.signed_json.as_bytes(), sig).expect("valid");
+            assert_eq!(meta(r).prev_record_sha256.as_deref(), Some(prev.as_str()));
+            assert_eq!(meta(r).chain_id.as_deref(), Some(s.chain_id()));
+            assert_eq!(meta(r).format, METADATA_FORMAT);
+            prev = record_sha256(r.signed_json.as_bytes());
         }
         assert_eq!(s.chain_id().len(), 32);
         // Another database is another chain.
@@ -1448,11 +1646,11 @@ mod tests {
             .expect("copy");
         }
         let mut s = Store::open(&path).expect("migrate");
-        assert_eq!(s.schema_version().expect("version"), 2);
+        assert_eq!(s.schema_version().expect("version"), SCHEMA_VERSION);
         let old = s.pending(10).expect("pending").remove(0);
-        assert_eq!(old.metadata.format, 1);
-        assert_eq!(old.metadata.plate.text, "OLD1");
-        assert_eq!(old.metadata.chain_id, None);
+        assert_eq!(meta(&old).format, 1);
+        assert_eq!(meta(&old).plate.text, "OLD1");
+        assert_eq!(meta(&old).chain_id, None);
         assert_eq!(old.signature, None, "a version-1 record stays unsigned");
         assert!(!old.overview_jpeg.is_empty());
         // The first signed record continues the numbering and starts the chain.
@@ -1461,8 +1659,39 @@ mod tests {
             .expect("record");
         assert_eq!(new.seq, 2);
         let p = s.pending(10).expect("pending").remove(1);
-        assert_eq!(p.metadata.prev_record_sha256.as_deref(), Some(GENESIS_PREV));
+        assert_eq!(meta(&p).prev_record_sha256.as_deref(), Some(GENESIS_PREV));
         assert!(p.signature.is_some());
+        // Expired, the unchained record leaves a signed tombstone that claims
+        // no chain.
+        s.conn
+            .execute(
+                "UPDATE violation SET created_at = '2020-01-01T00:00:00.000Z' WHERE seq = 1",
+                [],
+            )
+            .expect("backdate");
+        let r = s
+            .apply_retention(
+                Utc::now(),
+                chrono::Duration::hours(1),
+                chrono::Duration::days(30),
+                &super::testing::sample_signer(),
+            )
+            .expect("retention");
+        assert_eq!(r.unacked_records_expired, vec![1]);
+        let t = s.pending(10).expect("pending").remove(0);
+        let tomb = t.tombstone().expect("tombstone");
+        assert_eq!(
+            (tomb.chain_id.as_ref(), tomb.prev_record_sha256.as_ref()),
+            (None, None)
+        );
+        assert_eq!(
+            tomb.record_sha256,
+            record_sha256(old.signed_json.as_bytes())
+        );
+        assert!(
+            t.signature.is_some(),
+            "signed, unlike the record it replaces"
+        );
     }
 
     fn big(i: u64) -> Violation {
@@ -1500,9 +1729,9 @@ mod tests {
             p.evidence_dropped.as_deref(),
             Some(reason::NEW_EVIDENCE_BUDGET)
         );
-        assert_eq!(p.metadata.overview_sha256.len(), 64, "the hashes are kept");
+        assert_eq!(meta(&p).overview_sha256.len(), 64, "the hashes are kept");
         let key = super::testing::sample_signer().verifying_key();
-        crate::keys::verify_record(&key, p.metadata_json.as_bytes(), &p.signature.expect("sig"))
+        crate::keys::verify_record(&key, p.signed_json.as_bytes(), &p.signature.expect("sig"))
             .expect("still signed");
 
         // Delivered records make room before anything else is dropped.
@@ -1575,38 +1804,185 @@ mod tests {
         s.mark_acked(ids[0].id, now).expect("ack");
         let hour = chrono::Duration::hours(1);
         let days = chrono::Duration::days;
+        let signer = super::testing::sample_signer();
         // Ten days on: the delivered record's images go, the rest stays.
         let r = s
-            .apply_retention(now + days(10), hour, days(30))
+            .apply_retention(now + days(10), hour, days(30), &signer)
             .expect("retention");
         assert_eq!(r.acked_evidence_deleted, 1);
-        assert!(r.unacked_evidence_expired.is_empty());
+        assert!(r.unacked_records_expired.is_empty());
         assert_eq!(r.acked_rows_deleted, 0);
         assert!(s
             .pending(10)
             .expect("p")
             .iter()
-            .all(|p| !p.overview_jpeg.is_empty()));
-        // Forty days on: the undelivered records lose their images (but stay,
-        // signed, to be delivered) and the delivered row goes.
+            .all(|p| !p.overview_jpeg.is_empty() && p.metadata().is_some()));
+        // Forty days on: the undelivered records are replaced by tombstones
+        // (still to be delivered, in their place) and the delivered row goes.
         let r = s
-            .apply_retention(now + days(40), hour, days(30))
+            .apply_retention(now + days(40), hour, days(30), &signer)
             .expect("retention");
-        assert_eq!(r.unacked_evidence_expired, vec![2, 3]);
+        assert_eq!(r.unacked_records_expired, vec![2, 3]);
         assert_eq!(r.acked_rows_deleted, 1);
         let p = s.pending(10).expect("pending");
-        assert_eq!(p.len(), 2);
+        assert_eq!(p.iter().map(|p| p.seq).collect::<Vec<_>>(), vec![2, 3]);
         assert!(p.iter().all(|p| p.overview_jpeg.is_empty()
-            && p.evidence_dropped.as_deref() == Some(reason::UNACKED_EVIDENCE_EXPIRED)));
+            && p.tombstone().is_some()
+            && p.evidence_dropped.as_deref() == Some(reason::UNACKED_EXPIRED)));
         let st = s.budget_status().expect("status");
         assert_eq!(st.drops.get(reason::ACKED_EVIDENCE_RETENTION), Some(&1));
-        assert_eq!(st.drops.get(reason::UNACKED_EVIDENCE_EXPIRED), Some(&2));
+        assert_eq!(st.drops.get(reason::UNACKED_EXPIRED), Some(&2));
         assert_eq!(st.drops.get(reason::ACKED_ROW_EXPIRED), Some(&1));
+        // A second pass finds nothing more to do: tombstones do not expire again.
+        let again = s
+            .apply_retention(now + days(41), hour, days(30), &signer)
+            .expect("retention");
+        assert_eq!(again, RetentionReport::default());
+        assert_eq!(
+            s.pending(10).expect("pending")[0].signed_json,
+            p[0].signed_json
+        );
         // A deleted row's number is never given again, and the chain goes on.
         let next = s
             .record(&sample_violation("RET3"), &sample_context())
             .expect("record");
         assert_eq!(next.seq, 4);
+    }
+
+    /// Sets a row's commit time, as if it had been recorded `age` before `now`.
+    fn backdate(s: &Store, seq: i64, now: DateTime<Utc>, age: chrono::Duration) {
+        s.conn
+            .execute(
+                "UPDATE violation SET created_at = ?2 WHERE seq = ?1",
+                params![seq, format_time(now - age)],
+            )
+            .expect("backdate");
+    }
+
+    /// The database file and its WAL, as a thief with the SD card would read them.
+    fn file_bytes(path: &Path) -> Vec<u8> {
+        let mut bytes = std::fs::read(path).expect("db");
+        bytes.extend(std::fs::read(sibling(path, "-wal")).unwrap_or_default());
+        bytes
+    }
+
+    fn contains(haystack: &[u8], needle: &str) -> bool {
+        haystack
+            .windows(needle.len())
+            .any(|w| w == needle.as_bytes())
+    }
+
+    #[test]
+    fn an_expired_undelivered_record_becomes_a_signed_tombstone_without_its_plate() {
+        let (_dir, path) = temp_db();
+        let mut s = Store::open(&path).expect("open");
+        for plate in ["KEEP1A", "GONE2B", "KEEP3C", "ACKD4D"] {
+            s.record(&sample_violation(plate), &sample_context())
+                .expect("record");
+        }
+        let before = s.pending(10).expect("pending");
+        let now = Utc::now();
+        let days = chrono::Duration::days;
+        // Record 2 is 40 days old and undelivered; record 4 is as old but was
+        // delivered within its retention (acknowledged rows go as before).
+        backdate(&s, 2, now, days(40));
+        s.mark_acked(before[3].id, now - days(20)).expect("ack");
+        backdate(&s, 4, now, days(25));
+        let signer = super::testing::sample_signer();
+        let r = s
+            .apply_retention(now, chrono::Duration::hours(72), days(30), &signer)
+            .expect("retention");
+        assert_eq!(r.unacked_records_expired, vec![2]);
+        assert_eq!(r.acked_rows_deleted, 0);
+        assert_eq!(r.acked_evidence_deleted, 1);
+
+        let after = s.pending(10).expect("pending");
+        assert_eq!(after.iter().map(|p| p.seq).collect::<Vec<_>>(), [1, 2, 3]);
+        assert_eq!(after[0].signed_json, before[0].signed_json);
+        assert_eq!(after[2].signed_json, before[2].signed_json);
+        let t = after[1].tombstone().expect("a tombstone");
+        assert_eq!(t.kind, TombstoneKind::Expired);
+        assert_eq!((t.id, t.seq), (before[1].id, 2));
+        assert_eq!(t.device_id, "cam-post-17");
+        assert_eq!(t.chain_id.as_deref(), Some(s.chain_id()));
+        assert_eq!(
+            t.record_sha256,
+            record_sha256(before[1].signed_json.as_bytes())
+        );
+        assert_eq!(
+            t.prev_record_sha256.as_deref(),
+            Some(record_sha256(before[0].signed_json.as_bytes()).as_str())
+        );
+        assert_eq!(
+            meta(&after[2]).prev_record_sha256.as_deref(),
+            Some(t.record_sha256.as_str()),
+            "the next record chains on the tombstone's hash"
+        );
+        assert_eq!(t.reason, reason::UNACKED_EXPIRED);
+        assert_eq!(t.expired_at, format_time(now));
+        assert!(after[1].overview_jpeg.is_empty() && after[1].crop_jpeg.is_empty());
+        assert!(!after[1].signed_json.contains("GONE2B"));
+        let sig = after[1].signature.as_deref().expect("signed");
+        assert_ne!(Some(sig), before[1].signature.as_deref());
+        crate::keys::verify_record(
+            &signer.verifying_key(),
+            after[1].signed_json.as_bytes(),
+            sig,
+        )
+        .expect("the tombstone is signed by the evidence key");
+        assert_eq!(
+            s.budget_status()
+                .expect("status")
+                .drops
+                .get(reason::UNACKED_EXPIRED),
+            Some(&1)
+        );
+        // The delivered record keeps its metadata (its images went after 72 h).
+        let acked_plate: String = s
+            .conn
+            .query_row("SELECT plate_text FROM violation WHERE seq = 4", [], |r| {
+                r.get(0)
+            })
+            .expect("row 4");
+        assert_eq!(acked_plate, "ACKD4D");
+
+        // Nothing of the expired record's plate is left in the files, WAL
+        // included, while the store is still open; the others' plates are, so
+        // the search itself works.
+        let bytes = file_bytes(&path);
+        assert!(!contains(&bytes, "GONE2B"), "the expired plate is gone");
+        for kept in ["KEEP1A", "KEEP3C", "ACKD4D"] {
+            assert!(contains(&bytes, kept), "{kept} is still there");
+        }
+    }
+
+    #[test]
+    fn a_version_2_database_is_migrated_and_its_records_kept() {
+        let (_dir, path) = temp_db();
+        {
+            let mut s = Store::open(&path).expect("open");
+            s.record(&sample_violation("V2REC"), &sample_context())
+                .expect("record");
+            // Back to what a version-2 build left.
+            s.conn
+                .execute_batch(
+                    "ALTER TABLE violation DROP COLUMN tombstone; PRAGMA user_version = 2;",
+                )
+                .expect("downgrade");
+        }
+        let mut s = Store::open(&path).expect("migrate");
+        assert_eq!(s.schema_version().expect("version"), 3);
+        let p = s.pending(10).expect("pending").remove(0);
+        assert_eq!(meta(&p).plate.text, "V2REC");
+        let r = s
+            .apply_retention(
+                Utc::now() + chrono::Duration::days(40),
+                chrono::Duration::hours(1),
+                chrono::Duration::days(30),
+                &super::testing::sample_signer(),
+            )
+            .expect("retention");
+        assert_eq!(r.unacked_records_expired, vec![1]);
     }
 
     #[test]
@@ -1616,13 +1992,14 @@ mod tests {
         let a = s
             .record(&sample_violation("L1"), &sample_context())
             .expect("r");
-        let first_hash = record_sha256(s.pending(1).expect("p")[0].metadata_json.as_bytes());
+        let first_hash = record_sha256(s.pending(1).expect("p")[0].signed_json.as_bytes());
         s.mark_acked(a.id, Utc::now()).expect("ack");
         let r = s
             .apply_retention(
                 Utc::now() + chrono::Duration::days(2),
                 chrono::Duration::hours(1),
                 chrono::Duration::days(1),
+                &super::testing::sample_signer(),
             )
             .expect("retention");
         assert_eq!(r.acked_rows_deleted, 1);
@@ -1631,7 +2008,7 @@ mod tests {
             .expect("r");
         assert_eq!(b.seq, 2);
         let p = s.pending(1).expect("p").remove(0);
-        assert_eq!(p.metadata.prev_record_sha256, Some(first_hash));
+        assert_eq!(meta(&p).prev_record_sha256, Some(first_hash));
     }
 
     #[test]

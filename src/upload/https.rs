@@ -247,19 +247,29 @@ impl Backend for HttpsBackend {
     }
 }
 
-/// Adds one record's parts, names suffixed with `suffix` (`""`, or `.N` in a batch).
+/// Adds one record's parts, names suffixed with `suffix` (`""`, or `.N` in a
+/// batch): `metadata`, `signature` and the images or `evidence_dropped`; for a
+/// record that expired undelivered, `tombstone` and `signature` only.
 fn add_parts(form: Form, rec: &PendingRecord, suffix: &str) -> Result<Form, UploadError> {
     let part_err = |e: reqwest::Error| UploadError::Client {
         reason: error_chain(&e),
     };
+    let json_part = if rec.tombstone().is_some() {
+        "tombstone"
+    } else {
+        "metadata"
+    };
     let mut form = form.part(
-        format!("metadata{suffix}"),
-        Part::text(rec.metadata_json.clone())
+        format!("{json_part}{suffix}"),
+        Part::text(rec.signed_json.clone())
             .mime_str("application/json")
             .map_err(part_err)?,
     );
     if let Some(sig) = &rec.signature {
         form = form.part(format!("signature{suffix}"), Part::text(sig.clone()));
+    }
+    if rec.tombstone().is_some() {
+        return Ok(form);
     }
     form = match &rec.evidence_dropped {
         Some(reason) => form.part(

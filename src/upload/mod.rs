@@ -1,4 +1,6 @@
 //! Delivery of stored violations to the backend, retried until acknowledged.
+//! The tombstones of records that expired undelivered go the same way, in
+//! their place in the sequence.
 //!
 //! [`HttpsBackend`] posts records as multipart over mutual TLS, trusting only
 //! the configured CA; [`run_uploader`] takes pending records from the store
