@@ -16,6 +16,9 @@ from torch import nn
 from plates import ALPHABET
 
 CLASSES = 1 + len(ALPHABET)
+# Channels of the last 2-D stage and of the per-column features.
+WIDTH = 128
+FEATURES = 160
 
 
 def _block(cin, cout):
@@ -32,19 +35,21 @@ class PlateCRNN(nn.Module):
             *_block(16, 32), nn.MaxPool2d(2),  # 8 x 32
             *_block(32, 64),
             *_block(64, 64), nn.MaxPool2d((2, 1)),  # 4 x 32
-            *_block(64, 96),
+            # crnn-2: the last two stages wider than crnn-1 (96 -> 128, 128 ->
+            # 160): they run on 4x32 cells, so the width costs little time.
+            *_block(64, WIDTH),
             # Collapse the height: each column becomes one time step.
-            nn.Conv2d(96, 128, (4, 1), bias=False), nn.BatchNorm2d(128), nn.ReLU(inplace=True),
+            nn.Conv2d(WIDTH, FEATURES, (4, 1), bias=False), nn.BatchNorm2d(FEATURES), nn.ReLU(inplace=True),
         )
         self.head = nn.Sequential(
-            nn.Conv1d(128, 128, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv1d(FEATURES, FEATURES, 3, padding=1), nn.ReLU(inplace=True),
             nn.Dropout(0.1),
-            nn.Conv1d(128, 128, 3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv1d(128, CLASSES, 1),
+            nn.Conv1d(FEATURES, FEATURES, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv1d(FEATURES, CLASSES, 1),
         )
 
     def logits(self, x):
-        f = self.features(x).squeeze(2)  # [N, 128, T]
+        f = self.features(x).squeeze(2)  # [N, FEATURES, T]
         return self.head(f)  # [N, C, T]
 
     def log_probs(self, x):

@@ -52,6 +52,11 @@ FONTS = [
     "/usr/share/fonts/truetype/liberation/LiberationSans-Bold.ttf",
     "/usr/share/fonts/opentype/urw-base35/URWGothic-Demi.otf",
 ]
+# A machine without these packages (the lent GPU machine of README.md) gets
+# the same files in one folder: PLATE_FONT_DIR=DIR looks every font up there
+# by its file name.
+if os.environ.get("PLATE_FONT_DIR"):
+    FONTS = [os.path.join(os.environ["PLATE_FONT_DIR"], os.path.basename(f)) for f in FONTS]
 
 _font_cache: dict = {}
 
@@ -150,6 +155,11 @@ FOREIGN_W /= FOREIGN_W.sum()
 
 # Share of Dutch plates: the pipeline's main job.
 DUTCH_SHARE = 0.6
+# Share of Dutch plates whose zeros are drawn with the letter O's glyph (see
+# sample()). train.py --zero-as-o sets it; at 0 no random number is drawn for
+# it, so the data is that of the renderer before the rule (the committed
+# model's first stage, README.md).
+ZERO_AS_O = 0.5
 
 
 def label_of(display: str) -> str:
@@ -263,6 +273,53 @@ def _background(rng, w, h):
     return small.resize((w, h), Image.BILINEAR)
 
 
+def _dealer_text(rng) -> str:
+    """Small print on a dealer's frame: a name, a town, a phone number or a web
+    address. Never part of the label."""
+    r = rng.integers
+    words = [_chars(rng, L, int(r(3, 9))) for _ in range(int(r(1, 4)))]
+    kind = r(4)
+    if kind == 0:
+        return " ".join(words)
+    if kind == 1:
+        return f"{words[0]} {_chars(rng, D, 3)}-{_chars(rng, D, 7)}"
+    if kind == 2:
+        return f"WWW.{words[0]}.{rng.choice(['NL', 'COM', 'DE', 'BE'])}"
+    return f"{' '.join(words)} - {_chars(rng, L, int(r(4, 10)))}"
+
+
+def _dealer_frame(rng, scene: Image.Image, pad: int, pw: int, ph: int) -> None:
+    """A plastic plate frame around the plate's place in `scene`, usually with
+    the dealer's name in small print below (sometimes above) the plate: the
+    crop's margins show it and the reader must not read it."""
+    d = ImageDraw.Draw(scene)
+    side = max(1, int(ph * rng.uniform(0.03, 0.1)))
+    band = int(ph * rng.uniform(0.1, 0.3))
+    below = rng.random() < 0.8
+    top = pad - (band if not below else side)
+    bottom = pad + ph + (band if below else side)
+    if rng.random() < 0.6:
+        frame, ink = tuple(int(v) for v in rng.integers(0, 60, 3)), (230, 230, 230)
+    else:
+        frame, ink = tuple(int(v) for v in rng.integers(180, 256, 3)), (20, 20, 20)
+    d.rectangle([pad - side, top, pad + pw + side, bottom], fill=frame)
+    if rng.random() < 0.85 and band >= 6:
+        text = _dealer_text(rng)
+        f = font(FONTS[rng.integers(len(FONTS))], max(6, int(band * rng.uniform(0.55, 0.85))))
+        tw = max(1.0, d.textlength(text, font=f))
+        ty = pad + ph + (band - f.size) / 2 if below else top + (band - f.size) / 2
+        if tw > pw * 0.95:
+            # Too long for the frame: shrink it on a layer of its own.
+            asc, desc = f.getmetrics()
+            layer = Image.new("L", (int(tw) + 2, asc + desc), 0)
+            ImageDraw.Draw(layer).text((0, 0), text, fill=255, font=f)
+            layer = layer.resize((int(pw * rng.uniform(0.5, 0.9)), layer.height), Image.BILINEAR)
+            x = pad + (pw - layer.width) / 2
+            scene.paste(Image.new("RGB", layer.size, ink), (int(x), int(ty)), layer)
+        else:
+            d.text((pad + (pw - tw) * rng.uniform(0.1, 0.9), ty), text, fill=ink, font=f)
+
+
 def _perspective_coeffs(src, dst):
     """PIL's 8 coefficients mapping output points dst onto input points src."""
     a = []
@@ -280,14 +337,34 @@ def crop_like_pipeline(rng, plate: Image.Image, band_w: int) -> Image.Image:
     pw, ph = plate.size
     pad = int(ph * 0.5)
     scene = _background(rng, pw + 2 * pad, ph + 2 * pad)
+    if rng.random() < 0.5:
+        _dealer_frame(rng, scene, pad, pw, ph)
     scene.paste(plate, (pad, pad))
     # Corners as a detector reports them: the true ones with errors up to a
     # few per cent of the plate's size (sometimes inside, cutting an edge).
     ex, ey = pw * 0.025, ph * 0.08
-    tl = (pad + rng.normal(0, ex), pad + rng.normal(0, ey))
-    tr = (pad + pw + rng.normal(0, ex), pad + rng.normal(0, ey))
-    br = (pad + pw + rng.normal(0, ex), pad + ph + rng.normal(0, ey))
-    bl = (pad + rng.normal(0, ex), pad + ph + rng.normal(0, ey))
+    tl = [pad + rng.normal(0, ex), pad + rng.normal(0, ey)]
+    tr = [pad + pw + rng.normal(0, ex), pad + rng.normal(0, ey)]
+    br = [pad + pw + rng.normal(0, ex), pad + ph + rng.normal(0, ey)]
+    bl = [pad + rng.normal(0, ex), pad + ph + rng.normal(0, ey)]
+    if rng.random() < 0.15:
+        # A box cut short on one side: the edge character is partly lost (it
+        # stays in the label: the reader should still guess it from what shows).
+        cut = pw * rng.uniform(0.02, 0.07)
+        if rng.random() < 0.5:
+            tl[0] += cut
+            bl[0] += cut
+        else:
+            tr[0] -= cut
+            br[0] -= cut
+    # The box is a little rotated against the plate (a tilted plate, a
+    # detector that does not follow the tilt): the crop shows it tilted.
+    a = np.deg2rad(np.clip(rng.normal(0, 1.5), -5, 5))
+    cx, cy = pad + pw / 2, pad + ph / 2
+    ca, sa = np.cos(a), np.sin(a)
+    tl, tr, br, bl = [
+        (cx + (x - cx) * ca - (y - cy) * sa, cy + (x - cx) * sa + (y - cy) * ca) for x, y in (tl, tr, br, bl)
+    ]
     # rectify.rs: 48 px high, margins 3% x and 12% y around the corners.
     out_h = 48
     inner_h = out_h / 1.24
@@ -367,16 +444,23 @@ def sample(seed: int, index: int):
     if rng.random() < DUTCH_SHARE:
         display = dutch_text(rng)
         u = rng.random()
-        if u < 0.82:
+        # Old dark-blue plates are rare on the road but read worst (light on
+        # dark), so they are drawn more often than they occur.
+        if u < 0.74:
             bg, ink = (245, 200, 30), (15, 15, 15)  # yellow, the standard
-        elif u < 0.90:
+        elif u < 0.84:
             bg, ink = (245, 245, 245), (15, 15, 15)  # white (export, some trailers)
         elif u < 0.96:
             bg, ink = (30, 60, 140), (240, 240, 240)  # old dark blue, white characters
         else:
             bg, ink = (40, 140, 80), (245, 245, 245)  # green/other rare variants
         eu = rng.random() < 0.9 and bg[0] > 200
-        img, band = render_plate(rng, display, bg, ink, eu, False)
+        # The Dutch plate font's zero is a narrow oval that open fonts only
+        # have as their letter O, and a Dutch plate has no O: half the Dutch
+        # plates draw their zeros with the O glyph (the label keeps 0), so
+        # that the model does not read an O on them with certainty.
+        glyphs = display.replace("0", "O") if ZERO_AS_O > 0 and rng.random() < ZERO_AS_O else display
+        img, band = render_plate(rng, glyphs, bg, ink, eu, False)
     else:
         country = FOREIGN[rng.choice(len(FOREIGN), p=FOREIGN_W)]
         display = foreign_text(rng, country)
