@@ -25,8 +25,11 @@
 //! [`DUTCH_MARGIN`] (or within [`DUTCH_MARGIN_HINTED`] when the caller says the
 //! plate looks Dutch, e.g. its crop is yellow, [`looks_dutch_yellow`]), the
 //! Dutch read is returned with `country = Some("NL")` and its sidecode;
-//! otherwise the greedy read, unchanged: a foreign plate is not forced into a
-//! Dutch pattern.
+//! otherwise the greedy read: a foreign plate is not forced into a Dutch
+//! pattern. The greedy read keeps its text but loses confidence
+//! ([`OFF_FORMAT_FACTOR`]) where format knowledge says it is unlikely to be a
+//! whole plate: a yellow crop that spells no Dutch plate, or a read without a
+//! letter.
 //!
 //! Pure functions over numbers and pixels; nothing here is written anywhere.
 
@@ -34,7 +37,7 @@ use image::RgbImage;
 
 use crate::read::ppocr::{greedy, PLATE_CHARS, SLOTS, SLOT_SEP};
 use crate::read::TextRead;
-use crate::synth::{Sidecode, PLATE_LETTERS};
+use crate::synth::{sidecode_of, Sidecode, PLATE_LETTERS};
 
 /// Largest log-probability gap (natural log) between the unconstrained path
 /// and the best Dutch path at which the Dutch read is taken without a hint.
@@ -291,7 +294,49 @@ pub fn decode_with_margins(
             };
         }
     }
-    greedy(slots)
+    let mut read = greedy(slots);
+    if (dutch_hint && !is_dutch_plate(&read.text)) || lacks_letters(&read.text) {
+        discount(&mut read, OFF_FORMAT_FACTOR);
+    }
+    read
+}
+
+/// What an off-format read's confidences are multiplied by: a yellow crop
+/// whose text is no Dutch plate, or a read without a letter. 0.6 keeps a sure
+/// read (0.99 becomes 0.59) above `read.min_confidence`'s default 0.5, so it is
+/// still reported and still votes in a track, but below the acceptance
+/// threshold's default 0.8, so it is never acted on alone.
+///
+/// Why each case is rarely a whole, right plate: a yellow plate that is not
+/// Dutch is rare on Dutch roads (British rear plates), while a Dutch plate read
+/// short or with a look-alike the prior could not undo (`H803` for `H803SF`,
+/// `BBXPFS` for `88XPFS`) is not. A read of digits only is most often one line
+/// of a two-line plate (`10922` of `10922BX`) or a cut one; European plates
+/// carry letters, Luxembourg's all-digit plates excepted, which thus wait for
+/// a second read in their track.
+pub const OFF_FORMAT_FACTOR: f32 = 0.6;
+
+/// Whether six characters spell a plate the Dutch prior can emit: a sidecode's
+/// letter and digit positions, letters from [`PLATE_LETTERS`].
+pub fn is_dutch_plate(text: &str) -> bool {
+    sidecode_of(text).is_some()
+        && text
+            .chars()
+            .filter(char::is_ascii_alphabetic)
+            .all(|c| PLATE_LETTERS.contains(c))
+}
+
+/// A non-empty read with no letter in it.
+fn lacks_letters(text: &str) -> bool {
+    !text.is_empty() && !text.chars().any(|c| c.is_ascii_alphabetic())
+}
+
+/// Scales the plate's and every character's confidence by `factor`.
+pub(crate) fn discount(read: &mut TextRead, factor: f32) {
+    read.confidence *= factor;
+    for c in &mut read.char_confidences {
+        *c *= factor;
+    }
 }
 
 /// Smallest share of plate-yellow pixels for [`looks_dutch_yellow`].
@@ -332,7 +377,6 @@ pub fn looks_dutch_yellow(img: &RgbImage) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::synth::sidecode_of;
 
     fn slot_of(c: char) -> usize {
         match c {
@@ -430,6 +474,48 @@ mod tests {
         let r = decode(&slots, true);
         assert_eq!(r.text, "AB12CDE");
         assert_eq!(r.country, None);
+        // Kept, but a yellow plate that is not Dutch is not accepted on one read.
+        assert!(
+            (r.confidence - 0.95 * OFF_FORMAT_FACTOR).abs() < 1e-5,
+            "{r:?}"
+        );
+        assert!(r.char_confidences.iter().all(|&c| c < 0.8), "{r:?}");
+        // The same seven characters on a white plate keep their confidence.
+        assert!((decode(&slots, false).confidence - 0.95).abs() < 1e-5);
+    }
+
+    #[test]
+    fn a_yellow_plate_read_short_is_not_confident() {
+        // `H803` for `H803SF`: the crop was cut short. Too few characters for
+        // any sidecode, so the greedy read comes back, discounted.
+        let slots = clean("_H_-_8_0_3_-_");
+        let r = decode(&slots, true);
+        assert_eq!((r.text.as_str(), r.country), ("H803", None));
+        assert!(r.confidence < 0.8 && r.confidence >= 0.5, "{r:?}");
+        // A whole Dutch plate on the same yellow crop stays sure.
+        let r = decode(&clean("_H_-_8_0_3_-_S_F_"), true);
+        assert_eq!((r.text.as_str(), r.sidecode), ("H803SF", Some(10)));
+        assert!(r.confidence > 0.9, "{r:?}");
+    }
+
+    #[test]
+    fn a_read_of_digits_only_is_not_confident() {
+        // The top line of a two-line plate (`10922` of `10922BX`).
+        let r = decode(&clean("_1_0_9_2_2_"), false);
+        assert_eq!(r.text, "10922");
+        assert!(r.confidence < 0.8, "{r:?}");
+        // Letters and digits: a plausible foreign plate, confidence untouched.
+        let r = decode(&clean("_A_B_1_2_3_"), false);
+        assert!((r.confidence - 0.95).abs() < 1e-5, "{r:?}");
+    }
+
+    #[test]
+    fn dutch_plates_are_sidecodes_with_dutch_letters() {
+        assert!(is_dutch_plate("88XPFS"));
+        assert!(is_dutch_plate("H803SF"));
+        assert!(!is_dutch_plate("BBXPFS"), "no sidecode is all letters");
+        assert!(!is_dutch_plate("1CMV33"), "C is no Dutch plate letter");
+        assert!(!is_dutch_plate("H803"));
     }
 
     #[test]
