@@ -26,17 +26,17 @@
 //! plate looks Dutch, e.g. its crop is yellow, [`looks_dutch_yellow`]), the
 //! Dutch read is returned with `country = Some("NL")` and its sidecode;
 //! otherwise the greedy read: a foreign plate is not forced into a Dutch
-//! pattern. The greedy read keeps its text but loses confidence
-//! ([`OFF_FORMAT_FACTOR`]) where format knowledge says it is unlikely to be a
-//! whole plate: a yellow crop that spells no Dutch plate, or a read without a
-//! letter.
+//! pattern. [`off_format`] says where format knowledge finds a read unlikely
+//! to be a whole, right plate (a yellow crop that spells no Dutch plate, or a
+//! read that follows no common European layout, [`crate::read::layout`]); the
+//! read stage then lowers its confidence ([`OFF_FORMAT_FACTOR`]).
 //!
 //! Pure functions over numbers and pixels; nothing here is written anywhere.
 
 use image::RgbImage;
 
 use crate::read::ppocr::{greedy, PLATE_CHARS, SLOTS, SLOT_SEP};
-use crate::read::TextRead;
+use crate::read::{layout, TextRead};
 use crate::synth::{sidecode_of, Sidecode, PLATE_LETTERS};
 
 /// Largest log-probability gap (natural log) between the unconstrained path
@@ -294,15 +294,26 @@ pub fn decode_with_margins(
             };
         }
     }
-    let mut read = greedy(slots);
-    if (dutch_hint && !is_dutch_plate(&read.text)) || lacks_letters(&read.text) {
-        discount(&mut read, OFF_FORMAT_FACTOR);
+    greedy(slots)
+}
+
+/// Whether format knowledge says `read` is unlikely to be a whole, right
+/// plate, so that [`discount`] by [`OFF_FORMAT_FACTOR`] is due: a read the
+/// Dutch prior did not decide that spells no Dutch plate and either comes
+/// from a yellow crop (`yellow`, [`looks_dutch_yellow`]) or follows no common
+/// European layout ([`layout::fits_european_layout`]). Judged on a plate's
+/// whole read, never on one line of a two-line plate.
+pub fn off_format(read: &TextRead, yellow: bool) -> bool {
+    if read.country.is_some() || read.text.is_empty() || is_dutch_plate(&read.text) {
+        return false;
     }
-    read
+    yellow || !layout::fits_european_layout(&read.text)
 }
 
 /// What an off-format read's confidences are multiplied by: a yellow crop
-/// whose text is no Dutch plate, or a read without a letter. 0.6 keeps a sure
+/// whose text is no Dutch plate, or a read that follows neither a Dutch
+/// sidecode nor a common European layout ([`layout::fits_european_layout`];
+/// digits only, letters only, `17859AM`). 0.6 keeps a sure
 /// read (0.99 becomes 0.59) above `read.min_confidence`'s default 0.5, so it is
 /// still reported and still votes in a track, but below the acceptance
 /// threshold's default 0.8, so it is never acted on alone.
@@ -324,11 +335,6 @@ pub fn is_dutch_plate(text: &str) -> bool {
             .chars()
             .filter(char::is_ascii_alphabetic)
             .all(|c| PLATE_LETTERS.contains(c))
-}
-
-/// A non-empty read with no letter in it.
-fn lacks_letters(text: &str) -> bool {
-    !text.is_empty() && !text.chars().any(|c| c.is_ascii_alphabetic())
 }
 
 /// Scales the plate's and every character's confidence by `factor`.
@@ -474,39 +480,35 @@ mod tests {
         let r = decode(&slots, true);
         assert_eq!(r.text, "AB12CDE");
         assert_eq!(r.country, None);
-        // Kept, but a yellow plate that is not Dutch is not accepted on one read.
+        // Kept, but a yellow plate that is not Dutch is off-format; the same
+        // seven characters on a white plate follow a European layout.
+        assert!(off_format(&r, true));
+        assert!(!off_format(&r, false));
+    }
+
+    #[test]
+    fn short_or_letterless_reads_are_off_format_whole_plates_are_not() {
+        // `H803` for `H803SF`: the crop was cut short. Too few characters for
+        // any sidecode, so the greedy read comes back, off-format when yellow.
+        let r = decode(&clean("_H_-_8_0_3_-_"), true);
+        assert_eq!((r.text.as_str(), r.country), ("H803", None));
+        assert!(off_format(&r, true));
+        // A whole Dutch plate on the same yellow crop is not.
+        let r = decode(&clean("_H_-_8_0_3_-_S_F_"), true);
+        assert_eq!((r.text.as_str(), r.sidecode), ("H803SF", Some(10)));
+        assert!(!off_format(&r, true));
+        // The top line of a two-line plate (`10922` of `10922BX`) on a white
+        // plate: digits only fits no layout.
+        let r = decode(&clean("_1_0_9_2_2_"), false);
+        assert!(off_format(&r, false));
+        assert!(!off_format(&decode(&clean("_A_B_1_2_3_"), false), false));
+        let mut r = decode(&clean("_1_0_9_2_2_"), false);
+        discount(&mut r, OFF_FORMAT_FACTOR);
         assert!(
             (r.confidence - 0.95 * OFF_FORMAT_FACTOR).abs() < 1e-5,
             "{r:?}"
         );
         assert!(r.char_confidences.iter().all(|&c| c < 0.8), "{r:?}");
-        // The same seven characters on a white plate keep their confidence.
-        assert!((decode(&slots, false).confidence - 0.95).abs() < 1e-5);
-    }
-
-    #[test]
-    fn a_yellow_plate_read_short_is_not_confident() {
-        // `H803` for `H803SF`: the crop was cut short. Too few characters for
-        // any sidecode, so the greedy read comes back, discounted.
-        let slots = clean("_H_-_8_0_3_-_");
-        let r = decode(&slots, true);
-        assert_eq!((r.text.as_str(), r.country), ("H803", None));
-        assert!(r.confidence < 0.8 && r.confidence >= 0.5, "{r:?}");
-        // A whole Dutch plate on the same yellow crop stays sure.
-        let r = decode(&clean("_H_-_8_0_3_-_S_F_"), true);
-        assert_eq!((r.text.as_str(), r.sidecode), ("H803SF", Some(10)));
-        assert!(r.confidence > 0.9, "{r:?}");
-    }
-
-    #[test]
-    fn a_read_of_digits_only_is_not_confident() {
-        // The top line of a two-line plate (`10922` of `10922BX`).
-        let r = decode(&clean("_1_0_9_2_2_"), false);
-        assert_eq!(r.text, "10922");
-        assert!(r.confidence < 0.8, "{r:?}");
-        // Letters and digits: a plausible foreign plate, confidence untouched.
-        let r = decode(&clean("_A_B_1_2_3_"), false);
-        assert!((r.confidence - 0.95).abs() < 1e-5, "{r:?}");
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 pub mod crnn;
 pub mod dutch;
+pub mod layout;
 pub mod ppocr;
 pub mod rectify;
 
@@ -177,8 +178,9 @@ pub const WIDENED_MIN_CONFIDENCE: f32 = 0.5;
 /// steep angle. A single-line read whose characters reach the crop's edge
 /// ([`EDGE_TOUCH`]) is read again from corners lengthened on that side
 /// ([`WIDEN_BY`]), and the longer read replaces it when it only adds
-/// characters ([`prefer_widened`]). Detections whose corners make no plate
-/// shape are dropped.
+/// characters ([`prefer_widened`]). A plate's final read that format
+/// knowledge finds off ([`dutch::off_format`]) keeps its text at a lower
+/// confidence. Detections whose corners make no plate shape are dropped.
 pub fn rectify_and_read(
     reader: &mut dyn PlateReader,
     image: &RgbImage,
@@ -306,6 +308,11 @@ pub fn rectify_and_read(
             }
         }
         widen = again;
+    }
+    for (_, crop, text) in &mut out {
+        if dutch::off_format(text, dutch::looks_dutch_yellow(crop)) {
+            dutch::discount(text, dutch::OFF_FORMAT_FACTOR);
+        }
     }
     Ok(out)
 }
@@ -580,6 +587,25 @@ mod tests {
         let mut reader = Clear(0);
         let out = rectify_and_read(&mut reader, &image, vec![detection()]).expect("read");
         assert_eq!(out[0].2.text, "ZG1234AB");
+        assert_eq!(out[0].2.confidence, 0.9);
         assert_eq!(reader.0, 1, "no extent known: never lengthened");
+    }
+
+    #[test]
+    fn a_plate_read_that_fits_no_layout_keeps_its_text_at_a_lower_confidence() {
+        struct Fixed;
+        impl PlateReader for Fixed {
+            fn read(&mut self, crops: &[RgbImage]) -> Result<Vec<TextRead>, ReadError> {
+                Ok(crops.iter().map(|_| read("17859AM", 0.95, false)).collect())
+            }
+        }
+        let image = RgbImage::from_pixel(400, 200, image::Rgb([200, 200, 200]));
+        let out = rectify_and_read(&mut Fixed, &image, vec![detection()]).expect("read");
+        let r = &out[0].2;
+        assert_eq!(r.text, "17859AM");
+        assert!(
+            (r.confidence - 0.95 * dutch::OFF_FORMAT_FACTOR).abs() < 1e-6,
+            "{r:?}"
+        );
     }
 }
