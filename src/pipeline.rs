@@ -505,6 +505,17 @@ impl PlateReader for BeatingReader {
         let inner = &mut self.inner;
         self.beat.handle(|| inner.read(crops))
     }
+
+    // Forwarded, not left to the default: the read stage widens crops cut at
+    // their edge only where the reader says where its characters lie.
+    fn read_located(
+        &mut self,
+        crops: &[image::RgbImage],
+    ) -> Result<Vec<(crate::read::TextRead, Option<crate::read::Extent>)>, crate::read::ReadError>
+    {
+        let inner = &mut self.inner;
+        self.beat.handle(|| inner.read_located(crops))
+    }
 }
 
 async fn log_uploader_end(

@@ -23,7 +23,7 @@ use ort::session::Session;
 use crate::models::{ModelError, ModelSet, OWN_READER_ID};
 use crate::read::dutch::{self, looks_dutch_yellow};
 use crate::read::ppocr::{PpOcrReader, PLATE_CHARS, SLOTS, SLOT_SEP};
-use crate::read::{run_ctc, PlateReader, ReadError, TextRead};
+use crate::read::{ink_extent, run_ctc, Extent, PlateReader, ReadError, TextRead};
 
 /// The model's input height and width.
 pub const INPUT_HEIGHT: u32 = 32;
@@ -136,11 +136,22 @@ impl CrnnReader {
 
 impl PlateReader for CrnnReader {
     fn read(&mut self, crops: &[RgbImage]) -> Result<Vec<TextRead>, ReadError> {
+        Ok(self.read_located(crops)?.into_iter().map(|r| r.0).collect())
+    }
+
+    fn read_located(
+        &mut self,
+        crops: &[RgbImage],
+    ) -> Result<Vec<(TextRead, Option<Extent>)>, ReadError> {
         let mut out = Vec::with_capacity(crops.len());
         for batch in crops.chunks(MAX_BATCH) {
             self.infer_batch(batch, |k, p| {
+                let slots = slots_of(p);
                 // A yellow crop hints Dutch: the prior may then override more.
-                out.push(dutch::decode(&slots_of(p), looks_dutch_yellow(&batch[k])));
+                let read = dutch::decode(&slots, looks_dutch_yellow(&batch[k]));
+                // The crop is stretched over the whole input: every step is content.
+                let extent = ink_extent(&slots, slots.len());
+                out.push((read, extent));
             })?;
         }
         Ok(out)
@@ -177,8 +188,15 @@ impl CascadeReader {
 
 impl PlateReader for CascadeReader {
     fn read(&mut self, crops: &[RgbImage]) -> Result<Vec<TextRead>, ReadError> {
-        let reads = self.own.read(crops)?;
-        if reads.iter().all(|r| self.settled(r)) {
+        Ok(self.read_located(crops)?.into_iter().map(|r| r.0).collect())
+    }
+
+    fn read_located(
+        &mut self,
+        crops: &[RgbImage],
+    ) -> Result<Vec<(TextRead, Option<Extent>)>, ReadError> {
+        let reads = self.own.read_located(crops)?;
+        if reads.iter().all(|r| self.settled(&r.0)) {
             return Ok(reads);
         }
         // One unsure crop sends the whole frame to PP-OCR, not that crop
@@ -186,7 +204,7 @@ impl PlateReader for CascadeReader {
         // two readers' confidences are not on one scale. Mixed, a PP-OCR read
         // of dealer text (`MVCAR` at 0.98) outranked the own reader's correct
         // plate at 0.88 beside it.
-        self.ppocr.read(crops)
+        self.ppocr.read_located(crops)
     }
 }
 

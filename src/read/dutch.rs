@@ -25,16 +25,19 @@
 //! [`DUTCH_MARGIN`] (or within [`DUTCH_MARGIN_HINTED`] when the caller says the
 //! plate looks Dutch, e.g. its crop is yellow, [`looks_dutch_yellow`]), the
 //! Dutch read is returned with `country = Some("NL")` and its sidecode;
-//! otherwise the greedy read, unchanged: a foreign plate is not forced into a
-//! Dutch pattern.
+//! otherwise the greedy read: a foreign plate is not forced into a Dutch
+//! pattern. [`off_format`] says where format knowledge finds a read unlikely
+//! to be a whole, right plate (a yellow crop that spells no Dutch plate, or a
+//! read that follows no common European layout, [`crate::read::layout`]); the
+//! read stage then lowers its confidence ([`OFF_FORMAT_FACTOR`]).
 //!
 //! Pure functions over numbers and pixels; nothing here is written anywhere.
 
 use image::RgbImage;
 
 use crate::read::ppocr::{greedy, PLATE_CHARS, SLOTS, SLOT_SEP};
-use crate::read::TextRead;
-use crate::synth::{Sidecode, PLATE_LETTERS};
+use crate::read::{layout, TextRead};
+use crate::synth::{sidecode_of, Sidecode, PLATE_LETTERS};
 
 /// Largest log-probability gap (natural log) between the unconstrained path
 /// and the best Dutch path at which the Dutch read is taken without a hint.
@@ -294,6 +297,54 @@ pub fn decode_with_margins(
     greedy(slots)
 }
 
+/// Whether format knowledge says `read` is unlikely to be a whole, right
+/// plate, so that [`discount`] by [`OFF_FORMAT_FACTOR`] is due: a read the
+/// Dutch prior did not decide that spells no Dutch plate and either comes
+/// from a yellow crop (`yellow`, [`looks_dutch_yellow`]) or follows no common
+/// European layout ([`layout::fits_european_layout`]). Judged on a plate's
+/// whole read, never on one line of a two-line plate.
+pub fn off_format(read: &TextRead, yellow: bool) -> bool {
+    if read.country.is_some() || read.text.is_empty() || is_dutch_plate(&read.text) {
+        return false;
+    }
+    yellow || !layout::fits_european_layout(&read.text)
+}
+
+/// What an off-format read's confidences are multiplied by: a yellow crop
+/// whose text is no Dutch plate, or a read that follows neither a Dutch
+/// sidecode nor a common European layout ([`layout::fits_european_layout`];
+/// digits only, letters only, `17859AM`). 0.6 keeps a sure
+/// read (0.99 becomes 0.59) above `read.min_confidence`'s default 0.5, so it is
+/// still reported and still votes in a track, but below the acceptance
+/// threshold's default 0.8, so it is never acted on alone.
+///
+/// Why each case is rarely a whole, right plate: a yellow plate that is not
+/// Dutch is rare on Dutch roads (British rear plates), while a Dutch plate read
+/// short or with a look-alike the prior could not undo (`H803` for `H803SF`,
+/// `BBXPFS` for `88XPFS`) is not. A read of digits only is most often one line
+/// of a two-line plate (`10922` of `10922BX`) or a cut one; European plates
+/// carry letters, Luxembourg's all-digit plates excepted, which thus wait for
+/// a second read in their track.
+pub const OFF_FORMAT_FACTOR: f32 = 0.6;
+
+/// Whether six characters spell a plate the Dutch prior can emit: a sidecode's
+/// letter and digit positions, letters from [`PLATE_LETTERS`].
+pub fn is_dutch_plate(text: &str) -> bool {
+    sidecode_of(text).is_some()
+        && text
+            .chars()
+            .filter(char::is_ascii_alphabetic)
+            .all(|c| PLATE_LETTERS.contains(c))
+}
+
+/// Scales the plate's and every character's confidence by `factor`.
+pub(crate) fn discount(read: &mut TextRead, factor: f32) {
+    read.confidence *= factor;
+    for c in &mut read.char_confidences {
+        *c *= factor;
+    }
+}
+
 /// Smallest share of plate-yellow pixels for [`looks_dutch_yellow`].
 pub const YELLOW_SHARE: f32 = 0.25;
 
@@ -332,7 +383,6 @@ pub fn looks_dutch_yellow(img: &RgbImage) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::synth::sidecode_of;
 
     fn slot_of(c: char) -> usize {
         match c {
@@ -430,6 +480,44 @@ mod tests {
         let r = decode(&slots, true);
         assert_eq!(r.text, "AB12CDE");
         assert_eq!(r.country, None);
+        // Kept, but a yellow plate that is not Dutch is off-format; the same
+        // seven characters on a white plate follow a European layout.
+        assert!(off_format(&r, true));
+        assert!(!off_format(&r, false));
+    }
+
+    #[test]
+    fn short_or_letterless_reads_are_off_format_whole_plates_are_not() {
+        // `H803` for `H803SF`: the crop was cut short. Too few characters for
+        // any sidecode, so the greedy read comes back, off-format when yellow.
+        let r = decode(&clean("_H_-_8_0_3_-_"), true);
+        assert_eq!((r.text.as_str(), r.country), ("H803", None));
+        assert!(off_format(&r, true));
+        // A whole Dutch plate on the same yellow crop is not.
+        let r = decode(&clean("_H_-_8_0_3_-_S_F_"), true);
+        assert_eq!((r.text.as_str(), r.sidecode), ("H803SF", Some(10)));
+        assert!(!off_format(&r, true));
+        // The top line of a two-line plate (`10922` of `10922BX`) on a white
+        // plate: digits only fits no layout.
+        let r = decode(&clean("_1_0_9_2_2_"), false);
+        assert!(off_format(&r, false));
+        assert!(!off_format(&decode(&clean("_A_B_1_2_3_"), false), false));
+        let mut r = decode(&clean("_1_0_9_2_2_"), false);
+        discount(&mut r, OFF_FORMAT_FACTOR);
+        assert!(
+            (r.confidence - 0.95 * OFF_FORMAT_FACTOR).abs() < 1e-5,
+            "{r:?}"
+        );
+        assert!(r.char_confidences.iter().all(|&c| c < 0.8), "{r:?}");
+    }
+
+    #[test]
+    fn dutch_plates_are_sidecodes_with_dutch_letters() {
+        assert!(is_dutch_plate("88XPFS"));
+        assert!(is_dutch_plate("H803SF"));
+        assert!(!is_dutch_plate("BBXPFS"), "no sidecode is all letters");
+        assert!(!is_dutch_plate("1CMV33"), "C is no Dutch plate letter");
+        assert!(!is_dutch_plate("H803"));
     }
 
     #[test]

@@ -23,7 +23,7 @@ use ort::session::Session;
 
 use crate::models::{ModelError, ModelSet, READER_ID};
 use crate::read::dutch::{self, looks_dutch_yellow};
-use crate::read::{run_ctc, PlateReader, ReadError, TextRead};
+use crate::read::{ink_extent, run_ctc, Extent, PlateReader, ReadError, TextRead};
 
 /// The model's input height.
 pub const INPUT_HEIGHT: u32 = 48;
@@ -229,12 +229,22 @@ impl PpOcrReader {
         Ok(out)
     }
 
-    fn read_batch(&mut self, crops: &[RgbImage], out: &mut Vec<TextRead>) -> Result<(), ReadError> {
+    fn read_batch(
+        &mut self,
+        crops: &[RgbImage],
+        out: &mut Vec<(TextRead, Option<Extent>)>,
+    ) -> Result<(), ReadError> {
         let alphabet = self.alphabet.clone();
+        let width = batch_width(crops);
         let mut k = 0;
         self.infer_batch(crops, |p| {
+            let slots = alphabet.slots(p);
+            // The crop fills the first `rw` of the batch's `width` columns.
+            let rw = resized_width(&crops[k]).min(width);
+            let content = (slots.len() as f32 * rw as f32 / width.max(1) as f32).ceil() as usize;
             // A yellow crop hints Dutch: the prior may then override more.
-            out.push(alphabet.decode_hinted(p, looks_dutch_yellow(&crops[k])));
+            let read = dutch::decode(&slots, looks_dutch_yellow(&crops[k]));
+            out.push((read, ink_extent(&slots, content)));
             k += 1;
         })
     }
@@ -246,12 +256,7 @@ impl PpOcrReader {
         mut each: impl FnMut(&[f32]),
     ) -> Result<(), ReadError> {
         let h = INPUT_HEIGHT;
-        // rapidocr: width = 48 * max(320/48, widest aspect ratio in the batch).
-        let max_ratio = crops
-            .iter()
-            .map(|c| c.width() as f32 / c.height().max(1) as f32)
-            .fold(MIN_INPUT_WIDTH as f32 / h as f32, f32::max);
-        let width = (h as f32 * max_ratio) as u32;
+        let width = batch_width(crops);
         let (n, plane) = (crops.len(), (h * width) as usize);
         self.input.clear();
         self.input.resize(n * 3 * plane, 0.0);
@@ -260,8 +265,7 @@ impl PpOcrReader {
                 // Nothing to read: the zero padding decodes to an empty text.
                 continue;
             }
-            let ratio = crop.width() as f32 / crop.height() as f32;
-            let rw = ((h as f32 * ratio).ceil() as u32).clamp(1, width);
+            let rw = resized_width(crop).clamp(1, width);
             let resized;
             let img = if crop.dimensions() == (rw, h) {
                 crop
@@ -286,8 +290,31 @@ impl PpOcrReader {
     }
 }
 
+/// The input width of a batch: rapidocr's 48 x max(320/48, widest aspect).
+fn batch_width(crops: &[RgbImage]) -> u32 {
+    let h = INPUT_HEIGHT;
+    let max_ratio = crops
+        .iter()
+        .map(|c| c.width() as f32 / c.height().max(1) as f32)
+        .fold(MIN_INPUT_WIDTH as f32 / h as f32, f32::max);
+    (h as f32 * max_ratio) as u32
+}
+
+/// A crop's width once resized to the input height.
+fn resized_width(crop: &RgbImage) -> u32 {
+    let ratio = crop.width() as f32 / crop.height().max(1) as f32;
+    (INPUT_HEIGHT as f32 * ratio).ceil() as u32
+}
+
 impl PlateReader for PpOcrReader {
     fn read(&mut self, crops: &[RgbImage]) -> Result<Vec<TextRead>, ReadError> {
+        Ok(self.read_located(crops)?.into_iter().map(|r| r.0).collect())
+    }
+
+    fn read_located(
+        &mut self,
+        crops: &[RgbImage],
+    ) -> Result<Vec<(TextRead, Option<Extent>)>, ReadError> {
         let mut out = Vec::with_capacity(crops.len());
         for batch in crops.chunks(MAX_BATCH) {
             self.read_batch(batch, &mut out)?;

@@ -59,6 +59,29 @@ pub fn rectify_one_line(image: &RgbImage, corners: &[(f32, f32); 4]) -> Option<R
     rectify_with(image, corners, true)
 }
 
+/// The corners `corners` (TL, TR, BR, BL) lengthened along the plate's top
+/// and bottom edges by `by` times its width: on the left when `left`, on the
+/// right when `right`. For a plate whose detected corners fell short of an
+/// end, so that the characters there were cut off.
+pub fn extend_corners(
+    corners: &[(f32, f32); 4],
+    left: bool,
+    right: bool,
+    by: f32,
+) -> [(f32, f32); 4] {
+    let [mut tl, mut tr, mut br, mut bl] = *corners;
+    let (top, bottom) = ((tr.0 - tl.0, tr.1 - tl.1), (br.0 - bl.0, br.1 - bl.1));
+    if left {
+        tl = (tl.0 - top.0 * by, tl.1 - top.1 * by);
+        bl = (bl.0 - bottom.0 * by, bl.1 - bottom.1 * by);
+    }
+    if right {
+        tr = (tr.0 + top.0 * by, tr.1 + top.1 * by);
+        br = (br.0 + bottom.0 * by, br.1 + bottom.1 * by);
+    }
+    [tl, tr, br, bl]
+}
+
 /// The two text lines of a two-line crop, top then bottom: split at the row
 /// of its middle third with the fewest light-dark changes, each line keeping a few rows of
 /// the other's margin so that descenders and ascenders are not cut. `None`
@@ -177,6 +200,22 @@ pub fn strip_eu_band(crop: RgbImage) -> RgbImage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn corners_are_lengthened_along_the_plate_on_the_asked_sides() {
+        // A plate tilted by a rise of 10 px over its 100 px width.
+        let c = [(100.0, 50.0), (200.0, 60.0), (200.0, 80.0), (100.0, 70.0)];
+        let both = extend_corners(&c, true, true, 0.2);
+        assert_eq!(
+            both,
+            [(80.0, 48.0), (220.0, 62.0), (220.0, 82.0), (80.0, 68.0)]
+        );
+        let right = extend_corners(&c, false, true, 0.2);
+        assert_eq!(right[0], c[0]);
+        assert_eq!(right[3], c[3]);
+        assert_eq!(right[1], (220.0, 62.0));
+        assert_eq!(extend_corners(&c, false, false, 0.2), c);
+    }
 
     #[test]
     fn the_blue_eu_band_is_cut_off_the_left() {
