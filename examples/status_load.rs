@@ -15,7 +15,7 @@
 //!
 //! Real models by default (`make models`); `--scripted` uses a detector that
 //! costs a fixed amount of CPU per frame instead, for machines without them.
-//! The clients run in this process at the lowest CPU priority, as the page
+//! The clients run in this process in the idle scheduling class, as the page
 //! does, to stand for a laptop on the maintenance port.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -167,12 +167,14 @@ fn cpu_split() -> CpuSplit {
     split
 }
 
+/// The clients stand for a technician's laptop, which takes no CPU from the
+/// controller: they run in the idle class, like the page itself.
 fn lower_priority() {
     #[cfg(target_os = "linux")]
-    // SAFETY: only sets this thread's nice value.
+    // SAFETY: only sets this thread's scheduling policy.
     unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, 19);
+        let param = libc::sched_param { sched_priority: 0 };
+        libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
     }
 }
 

@@ -736,7 +736,7 @@ where
 /// samples the counters once a second for rates and hourly counts.
 ///
 /// The page runs on its own thread and runtime at the lowest CPU priority
-/// (nice 19, inherited by its blocking pool): however hard it is asked, the
+/// (`SCHED_IDLE`, inherited by its blocking pool): however hard it is asked, the
 /// detector and reader threads come first, so the page costs the pipeline
 /// only idle CPU. Must be called inside a tokio runtime (for the returned task).
 pub async fn serve(
@@ -809,21 +809,34 @@ pub async fn serve(
     Ok(Served { addrs, tls, task })
 }
 
-/// Nice 19 for the calling thread (Linux keeps niceness per thread, and
-/// threads it starts inherit it).
+/// The lowest CPU class for the calling thread: `SCHED_IDLE`, which Linux
+/// gives a weight of 3 against a normal thread's 1024 and which never preempts
+/// a normal thread on wake-up, so the page mostly runs on what the pipeline
+/// leaves idle (nice 19, the fallback, still takes a few per cent of a busy
+/// machine). Policy and niceness are per thread on Linux, and threads this one
+/// starts (the page's blocking pool) inherit them.
 fn lower_priority() {
     #[cfg(target_os = "linux")]
     {
-        // SAFETY: gettid and setpriority only read and set this thread's
-        // scheduling attribute.
-        let rc = unsafe {
+        // SAFETY: gettid, sched_setscheduler and setpriority only read and set
+        // this thread's scheduling attributes; `param` outlives the call.
+        let (idle, nice) = unsafe {
+            let param = libc::sched_param { sched_priority: 0 };
+            let idle = libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
             let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-            libc::setpriority(libc::PRIO_PROCESS, tid, 19)
+            (idle, libc::setpriority(libc::PRIO_PROCESS, tid, 19))
         };
-        if rc != 0 {
+        if idle != 0 && nice != 0 {
             tracing::debug!("cannot lower the status page's CPU priority");
         }
     }
+}
+
+/// This thread's scheduling policy (for the test of [`lower_priority`]).
+#[cfg(all(test, target_os = "linux"))]
+fn scheduling_policy() -> i32 {
+    // SAFETY: reads this thread's policy.
+    unsafe { libc::sched_getscheduler(0) }
 }
 
 async fn sample(app: App, stop: CancellationToken) {
@@ -901,6 +914,23 @@ mod tests {
             HeaderValue::from_str(&format!("Basic {v}")).expect("header"),
         );
         assert_eq!(basic_password(&h).as_deref(), Some("s3cret:x"));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_page_thread_and_the_threads_it_starts_run_in_the_idle_class() {
+        let (policy, inherited) = std::thread::spawn(|| {
+            lower_priority();
+            let child = std::thread::spawn(scheduling_policy)
+                .join()
+                .expect("child thread");
+            (scheduling_policy(), child)
+        })
+        .join()
+        .expect("thread");
+        assert_eq!(policy, libc::SCHED_IDLE);
+        assert_eq!(inherited, libc::SCHED_IDLE);
+        assert_ne!(scheduling_policy(), libc::SCHED_IDLE, "only that thread");
     }
 
     #[test]
