@@ -19,15 +19,17 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use image::{Rgb, RgbImage};
+use image::RgbImage;
 use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
 
+mod common;
+
+use common::ScriptedDetector;
+
 use anpr_edge::clock::TimeSource;
 use anpr_edge::config::Config;
-use anpr_edge::detect::{DetectError, PlateDetector};
 use anpr_edge::keys::EvidenceSigner;
-use anpr_edge::message::{BoxF, Detection};
 use anpr_edge::metrics::Metrics;
 use anpr_edge::pipeline::{self, Parts};
 use anpr_edge::policy::bundle::{self, BundleMeta, ListKind};
@@ -53,27 +55,6 @@ fn plate_text(k: usize) -> String {
 /// rectification's interpolation keeps it exact at the centre).
 fn grey_of(k: usize) -> u8 {
     (40 + k * 5) as u8
-}
-
-/// Finds one plate wherever the frame's top-left pixel is lit.
-struct ScriptedDetector;
-
-impl PlateDetector for ScriptedDetector {
-    fn detect(&mut self, image: &RgbImage) -> Result<Vec<Detection>, DetectError> {
-        if image.get_pixel(0, 0)[0] == 0 {
-            return Ok(Vec::new());
-        }
-        Ok(vec![Detection {
-            bbox: BoxF {
-                x1: 10.0,
-                y1: 10.0,
-                x2: 60.0,
-                y2: 22.0,
-            },
-            corners: [(10.0, 10.0), (60.0, 10.0), (60.0, 22.0), (10.0, 22.0)],
-            score: 0.9,
-        }])
-    }
 }
 
 /// Reads the plate whose number the crop's grey level encodes.
@@ -104,13 +85,7 @@ fn write_frames(dir: &std::path::Path) {
     let mut put = |plate: Option<usize>| {
         let mut img = RgbImage::new(80, 40);
         if let Some(k) = plate {
-            img.put_pixel(0, 0, Rgb([255, 0, 0]));
-            let v = grey_of(k);
-            for y in 10..22 {
-                for x in 10..60 {
-                    img.put_pixel(x, y, Rgb([v, v, v]));
-                }
-            }
+            common::paint_plate(&mut img, grey_of(k));
         }
         img.save(dir.join(format!("f{i:04}.png")))
             .expect("write frame");
@@ -205,7 +180,7 @@ fn crash_child() {
         .expect("runtime");
     runtime.block_on(async move {
         let parts = Parts {
-            detector: Box::new(ScriptedDetector),
+            detector: Box::new(ScriptedDetector::default()),
             reader: Box::new(ScriptedReader),
             backend: Arc::new(HttpsBackend::new(&cfg.upload).expect("backend")),
             cameras: pipeline::cameras_from_config(&cfg.cameras, true),

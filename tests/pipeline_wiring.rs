@@ -7,12 +7,14 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use image::{Rgb, RgbImage};
+use image::RgbImage;
+
+mod common;
+
+use common::ScriptedDetector;
 
 use anpr_edge::clock::TimeSource;
 use anpr_edge::config::Config;
-use anpr_edge::detect::{DetectError, PlateDetector};
-use anpr_edge::message::{BoxF, Detection};
 use anpr_edge::metrics::CameraState;
 use anpr_edge::pipeline::{self, Parts};
 use anpr_edge::policy::bundle::{self, BundleMeta, ListKind};
@@ -21,33 +23,6 @@ use anpr_edge::read::{PlateReader, ReadError, TextRead};
 use anpr_edge::status::DeviceFacts;
 use anpr_edge::store::{PendingRecord, Store};
 use anpr_edge::upload::{Ack, Backend, UploadError};
-
-/// Finds one plate in every frame whose top-left pixel is not black; its
-/// red value picks the plate (see `ScriptedReader`).
-struct ScriptedDetector {
-    /// Time each frame takes, to play a slow machine.
-    delay: Duration,
-}
-
-impl PlateDetector for ScriptedDetector {
-    fn detect(&mut self, image: &RgbImage) -> Result<Vec<Detection>, DetectError> {
-        std::thread::sleep(self.delay);
-        if image.get_pixel(0, 0)[0] == 0 {
-            return Ok(Vec::new());
-        }
-        let bbox = BoxF {
-            x1: 10.0,
-            y1: 10.0,
-            x2: 60.0,
-            y2: 22.0,
-        };
-        Ok(vec![Detection {
-            bbox,
-            corners: [(10.0, 10.0), (60.0, 10.0), (60.0, 22.0), (10.0, 22.0)],
-            score: 0.9,
-        }])
-    }
-}
 
 /// Reads the plate whose number the crop's first pixel's red value encodes.
 struct ScriptedReader;
@@ -105,12 +80,7 @@ fn write_frames_with_gap(dir: &std::path::Path, n: usize, gap: usize) {
     let mut put = |plate: Option<u8>| {
         let mut img = RgbImage::new(80, 40);
         if let Some(v) = plate {
-            img.put_pixel(0, 0, Rgb([255, 0, 0]));
-            for y in 10..22 {
-                for x in 10..60 {
-                    img.put_pixel(x, y, Rgb([v, v, v]));
-                }
-            }
+            common::paint_plate(&mut img, v);
         }
         img.save(dir.join(format!("f{i:04}.png")))
             .expect("write frame");

@@ -11,10 +11,12 @@ use std::time::Duration;
 use image::{Rgb, RgbImage};
 use reqwest::header;
 
+mod common;
+
+use common::ScriptedDetector;
+
 use anpr_edge::clock::{FixedClockSync, SimulatedClocks, SyncState, TimeSource};
 use anpr_edge::config::Config;
-use anpr_edge::detect::{DetectError, PlateDetector};
-use anpr_edge::message::{BoxF, Detection};
 use anpr_edge::pipeline::{self, Parts, Running};
 use anpr_edge::policy::bundle::{self, BundleMeta, ListKind};
 use anpr_edge::policy::hash::HmacKey;
@@ -26,27 +28,6 @@ use anpr_edge::upload::{Ack, Backend, UploadError};
 const PASSWORD: &str = "fieldtech-1234";
 const HIT: &str = "VBX12P";
 const NON_HIT: &str = "GH066X";
-
-/// One plate, 50x12 px at (10, 10), in every frame whose top-left pixel is red.
-struct ScriptedDetector;
-
-impl PlateDetector for ScriptedDetector {
-    fn detect(&mut self, image: &RgbImage) -> Result<Vec<Detection>, DetectError> {
-        if image.get_pixel(0, 0)[0] == 0 {
-            return Ok(Vec::new());
-        }
-        Ok(vec![Detection {
-            bbox: BoxF {
-                x1: 10.0,
-                y1: 10.0,
-                x2: 60.0,
-                y2: 22.0,
-            },
-            corners: [(10.0, 10.0), (60.0, 10.0), (60.0, 22.0), (10.0, 22.0)],
-            score: 0.9,
-        }])
-    }
-}
 
 /// A bright plate reads as the hit, a dark one as the non-hit.
 struct ScriptedReader;
@@ -91,12 +72,7 @@ fn write_frames(dir: &std::path::Path) {
         });
         img.put_pixel(0, 0, Rgb([0, 0, 0]));
         if let Some(v) = plate {
-            img.put_pixel(0, 0, Rgb([255, 0, 0]));
-            for y in 10..22 {
-                for x in 10..60 {
-                    img.put_pixel(x, y, Rgb([v, v, v]));
-                }
-            }
+            common::paint_plate(&mut img, v);
         }
         img.save(dir.join(format!("f{i:04}.png"))).expect("frame");
         i += 1;
@@ -194,7 +170,7 @@ session_s = 600
         })),
     };
     let parts = Parts {
-        detector: Box::new(ScriptedDetector),
+        detector: Box::new(ScriptedDetector::default()),
         reader: Box::new(ScriptedReader),
         backend: Arc::new(AckingBackend),
         cameras: pipeline::cameras_from_config(&cfg.cameras, false),
