@@ -32,8 +32,6 @@ use anpr_edge::config::Config;
 use anpr_edge::keys::EvidenceSigner;
 use anpr_edge::metrics::Metrics;
 use anpr_edge::pipeline::{self, Parts};
-use anpr_edge::policy::bundle::{self, BundleMeta, ListKind};
-use anpr_edge::policy::hash::HmacKey;
 use anpr_edge::read::{PlateReader, ReadError, TextRead};
 use anpr_edge::receiver;
 use anpr_edge::status::DeviceFacts;
@@ -101,21 +99,9 @@ fn write_frames(dir: &std::path::Path) {
 /// the config's path.
 fn prepare(dir: &std::path::Path, pki: &receiver::TestPki, url: &str) -> std::path::PathBuf {
     write_frames(&dir.join("frames"));
-    let keys = bundle::generate_keys(&dir.join("listkeys")).expect("keys");
-    let hmac = HmacKey::load("k1", &keys.hmac_key).expect("hmac key");
-    let signing = bundle::load_signing_key(&keys.signing_key).expect("signing key");
-    let meta = BundleMeta {
-        zone: "crash-ze".into(),
-        version: 1,
-        created_at: chrono::Utc::now(),
-        key_id: "k1".into(),
-    };
-    let mut csv = String::from("plate,entry_id,banned_from\n");
-    for k in 0..PLATES {
-        csv.push_str(&format!("{},h{k},2025-01-01\n", plate_text(k)));
-    }
-    let hits = bundle::build_from_csv(ListKind::Hit, &meta, &csv, &hmac, &signing).expect("bundle");
-    std::fs::write(dir.join("hits.bundle"), hits).expect("write");
+    let plates: Vec<String> = (0..PLATES).map(plate_text).collect();
+    let plates: Vec<&str> = plates.iter().map(String::as_str).collect();
+    let keys = common::write_hit_list(dir, "crash-ze", 1, &plates);
     // merge_window_s = 0: the replay loops, and a vehicle seen again is a new
     // passage rather than a parked one re-read.
     let text = format!(
@@ -136,7 +122,7 @@ merge_window_s = 0
 hit_list = "{dir}/hits.bundle"
 public_key = "{public_key}"
 [policy.hmac_keys]
-k1 = "{dir}/listkeys/hmac.key"
+k1 = "{dir}/keys/hmac.key"
 [zone]
 id = "crash-ze"
 [store]

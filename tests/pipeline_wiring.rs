@@ -100,25 +100,7 @@ fn config(dir: &std::path::Path, extra_camera: &str) -> Config {
 
 fn config_with(dir: &std::path::Path, extra_camera: &str, close_after_ms: u64) -> Config {
     std::fs::write(dir.join("ca.pem"), "unused by the in-process backend").expect("write");
-    // A hit list as the backend would ship it: keyed hashes in a signed bundle.
-    let keys = bundle::generate_keys(&dir.join("keys")).expect("keys");
-    let hmac = HmacKey::load("k1", &keys.hmac_key).expect("hmac key");
-    let signing = bundle::load_signing_key(&keys.signing_key).expect("signing key");
-    let meta = BundleMeta {
-        zone: "test-ze".into(),
-        version: 1,
-        created_at: chrono::Utc::now(),
-        key_id: "k1".into(),
-    };
-    let hits = bundle::build_from_csv(
-        ListKind::Hit,
-        &meta,
-        "plate,entry_id,banned_from\nVBX12P,h1,2025-01-01\n",
-        &hmac,
-        &signing,
-    )
-    .expect("bundle");
-    std::fs::write(dir.join("hits.bundle"), hits).expect("write");
+    let keys = common::write_hit_list(dir, "test-ze", 1, &["VBX12P"]);
     let text = format!(
         r#"
 [device]

@@ -105,6 +105,22 @@ password_hash = "{hash}"
     Config::load(&path).expect("valid config")
 }
 
+/// Types `password` into the login form and sends it.
+async fn submit_password(c: &fantoccini::Client, password: &str) {
+    c.find(Locator::Id("password"))
+        .await
+        .expect("password field")
+        .send_keys(password)
+        .await
+        .expect("type");
+    c.find(Locator::Id("login"))
+        .await
+        .expect("button")
+        .click()
+        .await
+        .expect("click");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_technician_logs_in_and_watches_the_live_snapshot_update() {
     let Some(chromedriver) = find_on_path("chromedriver") else {
@@ -187,35 +203,13 @@ async fn a_technician_logs_in_and_watches_the_live_snapshot_update() {
         .expect("url")
         .path()
         .ends_with("/login"));
-    c.find(Locator::Id("password"))
-        .await
-        .expect("password field")
-        .send_keys("wrong-password")
-        .await
-        .expect("type");
-    c.find(Locator::Id("login"))
-        .await
-        .expect("button")
-        .click()
-        .await
-        .expect("click");
+    submit_password(&c, "wrong-password").await;
     let msg = c
         .find(Locator::Id("message"))
         .await
         .expect("an error message");
     assert_eq!(msg.text().await.expect("text"), "Wrong password.");
-    c.find(Locator::Id("password"))
-        .await
-        .expect("password field")
-        .send_keys(PASSWORD)
-        .await
-        .expect("type");
-    c.find(Locator::Id("login"))
-        .await
-        .expect("button")
-        .click()
-        .await
-        .expect("click");
+    submit_password(&c, PASSWORD).await;
     c.wait()
         .for_element(Locator::Id("alarms"))
         .await

@@ -18,7 +18,6 @@ use common::ScriptedDetector;
 use anpr_edge::clock::{FixedClockSync, SimulatedClocks, SyncState, TimeSource};
 use anpr_edge::config::Config;
 use anpr_edge::pipeline::{self, Parts, Running};
-use anpr_edge::policy::bundle::{self, BundleMeta, ListKind};
 use anpr_edge::policy::hash::HmacKey;
 use anpr_edge::read::{PlateReader, ReadError, TextRead};
 use anpr_edge::status::DeviceFacts;
@@ -96,18 +95,7 @@ async fn start(extra_camera: &str, status_extra: &str, https: bool) -> Rig {
     let dir = tmp.path();
     write_frames(&dir.join("frames"));
     let pki = anpr_edge::receiver::generate_test_pki(&dir.join("pki")).expect("pki");
-    let keys = bundle::generate_keys(&dir.join("keys")).expect("keys");
-    let hmac = HmacKey::load("k1", &keys.hmac_key).expect("hmac key");
-    let signing = bundle::load_signing_key(&keys.signing_key).expect("signing key");
-    let meta = BundleMeta {
-        zone: "test-ze".into(),
-        version: 3,
-        created_at: chrono::Utc::now(),
-        key_id: "k1".into(),
-    };
-    let csv = format!("plate,entry_id,banned_from\n{HIT},h1,2025-01-01\n");
-    let hits = bundle::build_from_csv(ListKind::Hit, &meta, &csv, &hmac, &signing).expect("bundle");
-    std::fs::write(dir.join("hits.bundle"), hits).expect("write");
+    let keys = common::write_hit_list(dir, "test-ze", 3, &[HIT]);
     let tls = if https {
         format!(
             "tls_cert = \"{}\"\ntls_key = \"{}\"\n",

@@ -1,14 +1,18 @@
 //! What the integration tests with scripted models share: a detector that
-//! finds one plate wherever a frame says so, and the frames that say so.
+//! finds one plate wherever a frame says so, the frames that say so, and a
+//! signed hit list.
 //! Each test binary uses part of it.
 #![allow(dead_code)]
 
+use std::path::Path;
 use std::time::Duration;
 
 use image::{Rgb, RgbImage};
 
 use anpr_edge::detect::{DetectError, PlateDetector};
 use anpr_edge::message::{BoxF, Detection};
+use anpr_edge::policy::bundle::{self, BundleMeta, KeyFiles, ListKind};
+use anpr_edge::policy::hash::HmacKey;
 
 /// Where a scripted frame's plate is painted and found: 50x12 px at (10, 10).
 pub const PLATE: BoxF = BoxF {
@@ -51,4 +55,27 @@ pub fn paint_plate(img: &mut RgbImage, grey: u8) {
             img.put_pixel(x, y, Rgb([grey, grey, grey]));
         }
     }
+}
+
+/// Writes `dir/hits.bundle`: a hit list of `plates` (banned since 2025, entry
+/// ids `h1`, `h2`, ...) as the backend would ship it, keyed hashes in a
+/// bundle signed with fresh keys made under `dir/keys` (HMAC key id `k1`).
+/// Returns those keys, for the config's `policy` section.
+pub fn write_hit_list(dir: &Path, zone: &str, version: u64, plates: &[&str]) -> KeyFiles {
+    let keys = bundle::generate_keys(&dir.join("keys")).expect("keys");
+    let hmac = HmacKey::load("k1", &keys.hmac_key).expect("hmac key");
+    let signing = bundle::load_signing_key(&keys.signing_key).expect("signing key");
+    let meta = BundleMeta {
+        zone: zone.into(),
+        version,
+        created_at: chrono::Utc::now(),
+        key_id: "k1".into(),
+    };
+    let mut csv = String::from("plate,entry_id,banned_from\n");
+    for (i, plate) in plates.iter().enumerate() {
+        csv.push_str(&format!("{plate},h{},2025-01-01\n", i + 1));
+    }
+    let hits = bundle::build_from_csv(ListKind::Hit, &meta, &csv, &hmac, &signing).expect("bundle");
+    std::fs::write(dir.join("hits.bundle"), hits).expect("write");
+    keys
 }
