@@ -80,6 +80,27 @@ pub fn fits_european_layout(text: &str) -> bool {
     LAYOUTS.iter().any(|layout| matches(bytes, layout))
 }
 
+/// Layouts found only on two-row plates (trailers, tractors, motorcycles),
+/// where one row holds the digits and the other the letters. Kept apart from
+/// [`LAYOUTS`] because a single-line read of this shape is most often a
+/// misread (`17859AM` for Austrian `I7859AM`).
+const TWO_ROW_LAYOUTS: &[&[Run]] = &[
+    // UA (and RU, BY) tractors, trailers and motorcycles: four or five
+    // digits over a two-letter region (`10922 / BX`, `6808 / XO`).
+    &[run(b'D', 4, 5), run(b'L', 2, 2)],
+];
+
+/// Whether `text`, read from a plate's two rows joined top to bottom,
+/// follows one of the layouts of [`LAYOUTS`] or [`TWO_ROW_LAYOUTS`].
+pub fn fits_two_row_layout(text: &str) -> bool {
+    fits_european_layout(text)
+        || (4..=8).contains(&text.len())
+            && text.bytes().all(|c| c.is_ascii_alphanumeric())
+            && TWO_ROW_LAYOUTS
+                .iter()
+                .any(|layout| matches(text.as_bytes(), layout))
+}
+
 fn class_ok(class: u8, c: u8) -> bool {
     match class {
         b'L' => c.is_ascii_alphabetic(),
@@ -127,6 +148,20 @@ mod tests {
                 continue;
             }
             assert!(fits_european_layout(text), "{text}");
+        }
+    }
+
+    #[test]
+    fn two_row_plates_fit_their_own_layouts_which_single_lines_do_not() {
+        for text in ["10922BX", "41353AE"] {
+            assert!(fits_two_row_layout(text), "{text}");
+            assert!(!fits_european_layout(text), "{text}: as one line");
+        }
+        // Four digits and two letters is also Spain's single-line layout.
+        assert!(fits_two_row_layout("6808XO"));
+        assert!(fits_two_row_layout("HDAD89"), "single-line layouts too");
+        for text in ["10922", "10922B", "A1B2C3D"] {
+            assert!(!fits_two_row_layout(text), "{text}");
         }
     }
 

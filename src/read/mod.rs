@@ -230,6 +230,8 @@ pub fn rectify_and_read(
         )));
     }
     let mut out = Vec::with_capacity(plans.len());
+    // Per entry of `out`: whether its read is of two rows joined.
+    let mut two_rows = Vec::with_capacity(plans.len());
     // (index into `out`, left, right): reads that reach an edge on that side.
     let mut widen: Vec<(usize, bool, bool)> = Vec::new();
     for plan in plans {
@@ -249,15 +251,25 @@ pub fn rectify_and_read(
                 widen.push((out.len(), left, right));
             }
             out.push((plan.detection, plan.crop, text));
+            two_rows.push(false);
             continue;
         }
         let one_line = std::mem::take(&mut texts[i].0);
         let two_lines = join_lines(&texts[i + 1].0, &texts[i + 2].0);
-        let (crop, text) = match two_lines {
-            Some(t) if t.confidence > one_line.confidence => (plan.crop, t),
-            _ => (std::mem::take(&mut batch[i]), one_line),
+        // Weighed as format knowledge will judge them below: a sure one-line
+        // read of digits only is most often the top row alone (`10922` of
+        // `10922BX`) and must not beat the two rows that make a plate.
+        let (crop, text, rows) = match two_lines {
+            Some(t)
+                if format_weighed(&t, &plan.crop, true)
+                    > format_weighed(&one_line, &batch[i], false) =>
+            {
+                (plan.crop, t, true)
+            }
+            _ => (std::mem::take(&mut batch[i]), one_line, false),
         };
         out.push((plan.detection, crop, text));
+        two_rows.push(rows);
     }
     // A second round lengthens further where the lengthened read still
     // reaches the edge: a box that ended mid-plate may have cut off more.
@@ -309,12 +321,105 @@ pub fn rectify_and_read(
         }
         widen = again;
     }
-    for (_, crop, text) in &mut out {
-        if dutch::off_format(text, dutch::looks_dutch_yellow(crop)) {
+    read_other_rows(reader, image, &mut out, &mut two_rows)?;
+    for ((_, crop, text), two_rows) in out.iter_mut().zip(two_rows) {
+        if off_format(text, crop, two_rows) {
             dutch::discount(text, dutch::OFF_FORMAT_FACTOR);
         }
     }
     Ok(out)
+}
+
+/// How far a plate's corners are stretched to take in the other row of a
+/// two-row plate, as a fraction of the plate's measured height: the rows of
+/// the square plates of trailers, tractors and motorcycles are about equally
+/// tall.
+pub const OTHER_ROW_BY: f32 = 1.0;
+
+/// Whether `text` could be one row of a two-row plate and not a whole plate:
+/// digits only or letters only, as the rows of square plates are
+/// (`10922` over `BX`). A Dutch read is a whole plate.
+fn one_row_only(read: &TextRead) -> bool {
+    read.country.is_none()
+        && !read.text.is_empty()
+        && (read.text.bytes().all(|c| c.is_ascii_digit())
+            || read.text.bytes().all(|c| c.is_ascii_alphabetic()))
+}
+
+/// Reads the row below and the row above a read that holds one row only
+/// ([`one_row_only`]): the detector, trained on single-line plates, often
+/// boxes the larger row of a square plate alone. The corners are stretched
+/// by [`OTHER_ROW_BY`] each way, the taller crop is split into its two rows,
+/// and the joined read replaces the one row when it follows a layout and
+/// weighs more once format knowledge has judged both ([`format_weighed`]).
+/// Costs four crops for each such read, none for any other.
+fn read_other_rows(
+    reader: &mut dyn PlateReader,
+    image: &RgbImage,
+    out: &mut [(Detection, RgbImage, TextRead)],
+    two_rows: &mut [bool],
+) -> Result<(), ReadError> {
+    let mut batch = Vec::new();
+    let mut asked = Vec::new();
+    for (k, (detection, _, text)) in out.iter().enumerate() {
+        if two_rows[k] || !one_row_only(text) {
+            continue;
+        }
+        for down in [true, false] {
+            let corners = rectify::extend_rows(&detection.corners, down, OTHER_ROW_BY);
+            let Some(crop) = rectify::rectify(image, &corners) else {
+                continue;
+            };
+            if let Some((top, bottom)) = rectify::split_lines(&crop) {
+                batch.extend([top, bottom]);
+                asked.push((k, crop));
+            }
+        }
+    }
+    if batch.is_empty() {
+        return Ok(());
+    }
+    let reads = reader.read(&batch)?;
+    if reads.len() != batch.len() {
+        return Err(ReadError::Output(format!(
+            "{} reads for {} crops",
+            reads.len(),
+            batch.len()
+        )));
+    }
+    for ((k, crop), rows) in asked.into_iter().zip(reads.chunks_exact(2)) {
+        let Some(joined) = join_lines(&rows[0], &rows[1]) else {
+            continue;
+        };
+        let entry = &mut out[k];
+        if !layout::fits_two_row_layout(&joined.text) {
+            continue;
+        }
+        if format_weighed(&joined, &crop, true) > format_weighed(&entry.2, &entry.1, two_rows[k]) {
+            entry.1 = crop;
+            entry.2 = joined;
+            two_rows[k] = true;
+        }
+    }
+    Ok(())
+}
+
+/// Whether format knowledge finds `read` unlikely to be a whole plate
+/// ([`dutch::off_format`]), where a read of two rows may also follow a
+/// layout found only on two-row plates ([`layout::fits_two_row_layout`]).
+fn off_format(read: &TextRead, crop: &RgbImage, two_rows: bool) -> bool {
+    let yellow = dutch::looks_dutch_yellow(crop);
+    dutch::off_format(read, yellow)
+        && !(two_rows && !yellow && layout::fits_two_row_layout(&read.text))
+}
+
+/// A read's confidence after the discount [`off_format`] would give it.
+fn format_weighed(read: &TextRead, crop: &RgbImage, two_rows: bool) -> f32 {
+    if off_format(read, crop, two_rows) {
+        read.confidence * dutch::OFF_FORMAT_FACTOR
+    } else {
+        read.confidence
+    }
 }
 
 /// Whether a read's characters reach the left and the right edge of its crop.
@@ -351,23 +456,42 @@ pub fn prefer_widened(orig: &TextRead, wide: &TextRead) -> bool {
     }
 }
 
+/// Most confidence a character at either end of a row of a two-row plate
+/// may have and still be dropped as a mark: the short rows of square plates
+/// sit between screws and the plate's frame, which the reader, shown the
+/// whole row's width, reads as a faint `I` or `1` (`BXI` of `BX`).
+pub const ROW_MARK_MAX: f32 = 0.3;
+
+/// A row's characters with their confidences, without the faint marks at
+/// its ends ([`ROW_MARK_MAX`]).
+fn trim_row_marks(row: &TextRead) -> Vec<(char, f32)> {
+    let mut chars: Vec<(char, f32)> = row
+        .text
+        .chars()
+        .zip(row.char_confidences.iter().copied())
+        .collect();
+    while chars.last().is_some_and(|c| c.1 < ROW_MARK_MAX) {
+        chars.pop();
+    }
+    let lead = chars.iter().take_while(|c| c.1 < ROW_MARK_MAX).count();
+    chars.drain(..lead);
+    chars
+}
+
 /// The read of a two-line plate from the reads of its lines, or `None` when
 /// a line holds too little to be part of a plate (two characters at least:
 /// the short rows of motorcycle plates have two or three).
 fn join_lines(top: &TextRead, bottom: &TextRead) -> Option<TextRead> {
-    if top.text.chars().count() < 2 || bottom.text.chars().count() < 2 {
+    let (top, bottom) = (trim_row_marks(top), trim_row_marks(bottom));
+    if top.len() < 2 || bottom.len() < 2 {
         return None;
     }
+    let row_confidence = |row: &[(char, f32)]| row.iter().map(|c| c.1).fold(1.0, f32::min);
     Some(TextRead {
-        text: format!("{}{}", top.text, bottom.text),
-        char_confidences: top
-            .char_confidences
-            .iter()
-            .chain(&bottom.char_confidences)
-            .copied()
-            .collect(),
+        text: top.iter().chain(&bottom).map(|c| c.0).collect(),
+        char_confidences: top.iter().chain(&bottom).map(|c| c.1).collect(),
         // Both lines must be right for the plate to be.
-        confidence: top.confidence * bottom.confidence,
+        confidence: row_confidence(&top) * row_confidence(&bottom),
         // The Dutch prior knows single-line sidecodes only.
         country: None,
         sidecode: None,
@@ -590,6 +714,105 @@ mod tests {
         assert_eq!(out[0].2.text, "ZG1234AB");
         assert_eq!(out[0].2.confidence, 0.9);
         assert_eq!(reader.0, 1, "no extent known: never lengthened");
+    }
+
+    #[test]
+    fn a_square_plate_is_read_as_two_rows_when_the_one_line_read_is_only_its_top_row() {
+        // The batch of a squat plate: the crop as one line, then the top and
+        // the bottom row. The one-line read sees only the big top row, surer
+        // than both rows' product, but digits alone are no plate.
+        struct Rows;
+        impl PlateReader for Rows {
+            fn read(&mut self, crops: &[RgbImage]) -> Result<Vec<TextRead>, ReadError> {
+                assert_eq!(crops.len(), 3, "one line, top row, bottom row");
+                Ok(vec![
+                    read("10922", 0.98, false),
+                    read("10922", 0.97, false),
+                    read("BX", 0.93, false),
+                ])
+            }
+        }
+        // A 1.3:1 box, a square plate.
+        let (x1, y1, x2, y2) = (100.0, 60.0, 165.0, 110.0);
+        let square = Detection {
+            bbox: BoxF { x1, y1, x2, y2 },
+            corners: [(x1, y1), (x2, y1), (x2, y2), (x1, y2)],
+            score: 0.9,
+        };
+        assert!(rectify::is_squat(&square.corners));
+        let image = RgbImage::from_pixel(400, 200, image::Rgb([200, 200, 200]));
+        let out = rectify_and_read(&mut Rows, &image, vec![square]).expect("read");
+        let r = &out[0].2;
+        assert_eq!(r.text, "10922BX");
+        assert!((r.confidence - 0.97 * 0.93).abs() < 1e-6, "{r:?}");
+    }
+
+    /// A reader that answers each call with the next of its scripted reads.
+    struct Script(Vec<Vec<TextRead>>);
+    impl PlateReader for Script {
+        fn read(&mut self, crops: &[RgbImage]) -> Result<Vec<TextRead>, ReadError> {
+            let reads = self.0.remove(0);
+            assert_eq!(reads.len(), crops.len());
+            Ok(reads)
+        }
+    }
+
+    fn row(text: &str, confidences: &[f32]) -> TextRead {
+        TextRead {
+            text: text.into(),
+            char_confidences: confidences.to_vec(),
+            confidence: confidences.iter().copied().fold(1.0, f32::min),
+            country: None,
+            sidecode: None,
+        }
+    }
+
+    #[test]
+    fn a_box_around_one_row_of_a_square_plate_is_stretched_to_read_the_other() {
+        let image = RgbImage::from_pixel(400, 200, image::Rgb([200, 200, 200]));
+        let mut reader = Script(vec![
+            // The detected box holds the top row only.
+            vec![read("10922", 0.98, false)],
+            // Stretched down: top row, bottom row with a screw read as a
+            // faint `I`; stretched up: nothing above, the row itself below.
+            vec![
+                row("10922", &[0.99; 5]),
+                row("BXI", &[0.94, 0.92, 0.15]),
+                row("", &[]),
+                row("10922", &[0.98; 5]),
+            ],
+        ]);
+        let out = rectify_and_read(&mut reader, &image, vec![detection()]).expect("read");
+        let r = &out[0].2;
+        assert_eq!(r.text, "10922BX");
+        assert!((r.confidence - 0.99 * 0.92).abs() < 1e-6, "{r:?}");
+        assert!(reader.0.is_empty(), "both looks were read");
+    }
+
+    #[test]
+    fn a_stretched_read_that_follows_no_layout_leaves_the_row_as_it_was() {
+        let image = RgbImage::from_pixel(400, 200, image::Rgb([200, 200, 200]));
+        let mut reader = Script(vec![
+            vec![read("10922", 0.98, false)],
+            vec![
+                row("10922", &[0.99; 5]),
+                row("B7", &[0.9, 0.9]),
+                row("", &[]),
+                row("10922", &[0.98; 5]),
+            ],
+        ]);
+        let out = rectify_and_read(&mut reader, &image, vec![detection()]).expect("read");
+        let r = &out[0].2;
+        assert_eq!(r.text, "10922");
+        assert!(r.confidence < 0.8, "digits alone stay unsure: {r:?}");
+    }
+
+    #[test]
+    fn a_whole_plate_read_is_never_stretched() {
+        let image = RgbImage::from_pixel(400, 200, image::Rgb([200, 200, 200]));
+        let mut reader = Script(vec![vec![read("ZG1234AB", 0.9, false)]]);
+        let out = rectify_and_read(&mut reader, &image, vec![detection()]).expect("read");
+        assert_eq!(out[0].2.text, "ZG1234AB");
     }
 
     #[test]

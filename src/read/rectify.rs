@@ -82,6 +82,22 @@ pub fn extend_corners(
     [tl, tr, br, bl]
 }
 
+/// The corners `corners` (TL, TR, BR, BL) stretched across the plate's
+/// height by `by` times that height: downwards when `down`, else upwards. For
+/// a two-row plate whose detected corners hold one of its rows only.
+pub fn extend_rows(corners: &[(f32, f32); 4], down: bool, by: f32) -> [(f32, f32); 4] {
+    let [mut tl, mut tr, mut br, mut bl] = *corners;
+    let (left, right) = ((bl.0 - tl.0, bl.1 - tl.1), (br.0 - tr.0, br.1 - tr.1));
+    if down {
+        bl = (bl.0 + left.0 * by, bl.1 + left.1 * by);
+        br = (br.0 + right.0 * by, br.1 + right.1 * by);
+    } else {
+        tl = (tl.0 - left.0 * by, tl.1 - left.1 * by);
+        tr = (tr.0 - right.0 * by, tr.1 - right.1 * by);
+    }
+    [tl, tr, br, bl]
+}
+
 /// The two text lines of a two-line crop, top then bottom: split at the row
 /// of its middle third with the fewest light-dark changes, each line keeping a few rows of
 /// the other's margin so that descenders and ascenders are not cut. `None`
