@@ -396,6 +396,12 @@ pub struct TrackConfig {
     /// Fewest reads a track needs to become a passage.
     #[serde(default = "default_min_reads")]
     pub min_reads: u32,
+    /// A track with fewer reads than `min_reads` still becomes a passage when
+    /// its voted confidence reaches this: a vehicle seen in one frame only (a
+    /// fast vehicle, a low frame rate, a passing occlusion) is not let off,
+    /// while one faint or doubtful read still makes no passage.
+    #[serde(default = "default_short_track_min_confidence")]
+    pub short_track_min_confidence: f32,
     /// A plate read again on the same camera within this many seconds after
     /// it was last seen there (a parked or queued vehicle) makes no new
     /// passage. Passages are never held back for it. 0: every closed track
@@ -409,6 +415,7 @@ impl Default for TrackConfig {
         TrackConfig {
             close_after_ms: default_close_after_ms(),
             min_reads: default_min_reads(),
+            short_track_min_confidence: default_short_track_min_confidence(),
             merge_window_s: default_merge_window_s(),
         }
     }
@@ -419,6 +426,9 @@ fn default_close_after_ms() -> u64 {
 }
 fn default_min_reads() -> u32 {
     2
+}
+fn default_short_track_min_confidence() -> f32 {
+    0.95
 }
 fn default_merge_window_s() -> u64 {
     300
@@ -1029,6 +1039,12 @@ impl Config {
         }
         if self.track.min_reads == 0 {
             p.push(("track.min_reads".into(), "must be at least 1".into()));
+        }
+        if !(0.5..=1.0).contains(&self.track.short_track_min_confidence) {
+            p.push((
+                "track.short_track_min_confidence".into(),
+                "must be between 0.5 and 1.0 (1.0: only certain reads)".into(),
+            ));
         }
         if self.upload.client_cert.is_some() != self.upload.client_key.is_some() {
             p.push((

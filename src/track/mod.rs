@@ -122,6 +122,9 @@ pub struct Tracker {
     /// Per camera: keyed digest of each plate given out within the merge
     /// window, and when it was last seen.
     recent: HashMap<Arc<str>, HashMap<u64, Recent>>,
+    /// A track shorter than its camera's `min_reads` still makes a passage
+    /// when the passage is at least this confident.
+    short_track_min_confidence: f32,
     /// A passage at least this confident is acted on downstream (the
     /// policy's `min_confidence`); only such a passage suppresses re-reads.
     sure_confidence: f32,
@@ -251,6 +254,7 @@ impl Tracker {
             merge_window: Duration::from_secs(cfg.merge_window_s),
             tracks: HashMap::new(),
             recent: HashMap::new(),
+            short_track_min_confidence: cfg.short_track_min_confidence,
             sure_confidence: 0.0,
             digest_key: RandomState::new(),
             suppressed: 0,
@@ -468,8 +472,10 @@ impl Tracker {
     /// that plate's digest.
     fn finish(&mut self, t: Track) -> Option<Passage> {
         let settings = self.settings(&t.camera);
-        let enough = t.reads.len() as u32 >= settings.min_reads;
+        let reads = t.reads.len() as u32;
         let mut passage = into_passage(t)?;
+        let enough =
+            reads >= settings.min_reads || passage.confidence >= self.short_track_min_confidence;
         passage.lane = settings.lane_of(&passage.best.plate_box);
         if self.merge_window.is_zero() {
             return enough.then_some(passage);
@@ -702,6 +708,7 @@ mod tests {
         TrackConfig {
             close_after_ms: 1000,
             min_reads: 2,
+            short_track_min_confidence: 0.95,
             merge_window_s: 0,
         }
     }
@@ -858,11 +865,36 @@ mod tests {
     }
 
     #[test]
-    fn a_single_read_is_not_a_passage() {
+    fn a_single_read_is_a_passage_only_when_it_is_sure() {
         let mut t = Tracker::new(&cfg());
         t.push(&frame("a", 0, 0, vec![read("AAA11B", 100.0, 150.0, 0.9)]));
         assert!(t.tick(Duration::from_secs(5)).is_empty());
         assert_eq!(t.open_tracks(), 0);
+        // A vehicle seen in one frame only, read surely, is not let off.
+        t.push(&frame(
+            "a",
+            1,
+            6000,
+            vec![read("BBB22C", 100.0, 150.0, 0.97)],
+        ));
+        let out = t.tick(Duration::from_secs(10));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].text, "BBB22C");
+        assert_eq!(out[0].reads, 1);
+        // Set to 1.0, a track short of `min_reads` needs certain reads.
+        let mut strict = cfg();
+        strict.min_reads = 4;
+        strict.short_track_min_confidence = 1.0;
+        let mut t = Tracker::new(&strict);
+        for i in 0..3u64 {
+            t.push(&frame(
+                "a",
+                i,
+                i * 100,
+                vec![read("BBB22C", 100.0, 150.0, 0.97)],
+            ));
+        }
+        assert!(t.tick(Duration::from_secs(5)).is_empty(), "below 1.0");
     }
 
     #[test]
