@@ -26,7 +26,11 @@
 //! plate looks Dutch, e.g. its crop is yellow, [`looks_dutch_yellow`]), the
 //! Dutch read is returned with `country = Some("NL")` and its sidecode;
 //! otherwise the greedy read: a foreign plate is not forced into a Dutch
-//! pattern. [`off_format`] says where format knowledge finds a read unlikely
+//! pattern. A greedy read that fits no European layout either is decoded
+//! once more under the layouts ([`layout::layout_read`], the same search over
+//! their letter and digit runs; not for yellow crops), and that read is
+//! reported instead when it is close enough, at the confidence of an
+//! off-format read. [`off_format`] says where format knowledge finds a read unlikely
 //! to be a whole, right plate (a yellow crop that spells no Dutch plate, or a
 //! read that follows no common European layout, [`crate::read::layout`]); the
 //! read stage then lowers its confidence ([`OFF_FORMAT_FACTOR`]).
@@ -117,44 +121,90 @@ pub fn greedy_log_prob(slots: &[[f32; SLOTS]]) -> f32 {
 /// The most probable CTC path emitting exactly `sidecode`'s six characters;
 /// `None` when there are fewer steps than characters.
 pub fn best_path(slots: &[[f32; SLOTS]], sidecode: Sidecode) -> Option<DutchPath> {
-    let pattern = sidecode.pattern().as_bytes();
-    // Each position's classes; gap k lies before position k (gap 6 after the
-    // last). Dashes need no state of their own: any gap may hold a separator.
-    let classes: Vec<Vec<usize>> = pattern
-        .iter()
-        .filter(|&&b| b != b'-')
-        .map(|&b| allowed_slots(b))
+    // Dashes need no state of their own: any gap may hold a separator.
+    let classes: Vec<Vec<usize>> = sidecode
+        .pattern()
+        .bytes()
+        .filter(|&b| b != b'-')
+        .map(allowed_slots)
         .collect();
-    let n_pos = classes.len();
-    let t_len = slots.len();
-    if n_pos != 6 || t_len < n_pos {
+    if classes.len() != 6 {
         return None;
     }
-    // State layout: gaps 0..=6, then each position's classes in turn.
-    let mut offset = [0usize; 6];
-    let mut next = 7;
+    let p = best_class_path(slots, &classes, false)?;
+    Some(DutchPath {
+        sidecode,
+        text: p.text,
+        char_confidences: p.char_confidences,
+        log_prob: p.log_prob,
+    })
+}
+
+/// The best path through one pattern of character classes
+/// ([`best_class_path`]).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct ClassPath {
+    pub text: String,
+    /// Per character, as [`DutchPath::char_confidences`].
+    pub char_confidences: Vec<f32>,
+    pub log_prob: f32,
+}
+
+/// The most probable CTC path emitting one character of each of `classes`
+/// (each the slots its position allows), in order, with gap states before,
+/// between and after them that emit the blank or the separator; `None` when
+/// there are fewer steps than characters. The search of [`best_path`], for
+/// any pattern ([`crate::read::layout`] uses it too). With `ink_only`, a
+/// character may only stand on a step whose best slot is a character: the
+/// path may relabel or drop what the model read, never put a character
+/// where it saw none.
+pub(crate) fn best_class_path(
+    slots: &[[f32; SLOTS]],
+    classes: &[Vec<usize>],
+    ink_only: bool,
+) -> Option<ClassPath> {
+    let n_pos = classes.len();
+    let t_len = slots.len();
+    if n_pos == 0 || t_len < n_pos {
+        return None;
+    }
+    // State layout: gaps 0..=n_pos (gap k lies before position k), then each
+    // position's classes in turn.
+    let mut offset = vec![0usize; n_pos];
+    let mut next = n_pos + 1;
     for (k, c) in classes.iter().enumerate() {
         offset[k] = next;
         next += c.len();
     }
     let n_states = next;
+    if n_states >= usize::from(u16::MAX) {
+        return None;
+    }
     let neg = f32::NEG_INFINITY;
     let gap_emit = |t: usize| -> f32 { ln(slots[t][0].max(slots[t][SLOT_SEP])) };
+    let char_emit = |t: usize, slot: usize| -> f32 {
+        if ink_only && !(1..=PLATE_CHARS.len()).contains(&best_slot(&slots[t])) {
+            neg
+        } else {
+            ln(slots[t][slot])
+        }
+    };
 
     let mut prev = vec![neg; n_states];
     let mut cur = vec![neg; n_states];
     let mut back = vec![u16::MAX; t_len * n_states];
     prev[0] = gap_emit(0);
     for (j, &slot) in classes[0].iter().enumerate() {
-        prev[offset[0] + j] = ln(slots[0][slot]);
+        prev[offset[0] + j] = char_emit(0, slot);
     }
+    let mut top: Vec<[(f32, usize); 2]> = Vec::with_capacity(n_pos);
     for t in 1..t_len {
         cur.fill(neg);
         let bt = &mut back[t * n_states..(t + 1) * n_states];
         // Best and second-best predecessor among each position's classes, so a
         // character can follow a different one directly but the same one only
         // across a gap.
-        let mut top: Vec<[(f32, usize); 2]> = Vec::with_capacity(n_pos);
+        top.clear();
         for k in 0..n_pos {
             let mut b = [(neg, usize::MAX); 2];
             for j in 0..classes[k].len() {
@@ -200,7 +250,7 @@ pub fn best_path(slots: &[[f32; SLOTS]], sidecode: Sidecode) -> Option<DutchPath
                     }
                 }
                 if best.0 > neg {
-                    cur[me] = best.0 + ln(slots[t][slot]);
+                    cur[me] = best.0 + char_emit(t, slot);
                     bt[me] = best.1 as u16;
                 }
             }
@@ -227,11 +277,11 @@ pub fn best_path(slots: &[[f32; SLOTS]], sidecode: Sidecode) -> Option<DutchPath
             st = usize::from(back[t * n_states + st]);
         }
     }
-    let mut text = String::with_capacity(6);
-    let mut confs: Vec<f32> = Vec::with_capacity(6);
+    let mut text = String::with_capacity(n_pos);
+    let mut confs: Vec<f32> = Vec::with_capacity(n_pos);
     let mut last = usize::MAX;
     for (t, &st) in path.iter().enumerate() {
-        if st >= 7 {
+        if st > n_pos {
             let k = offset.iter().rposition(|&o| o <= st).unwrap_or(0);
             let slot = classes[k][st - offset[k]];
             let c = char_confidence(&slots[t], slot, &classes[k]);
@@ -246,12 +296,19 @@ pub fn best_path(slots: &[[f32; SLOTS]], sidecode: Sidecode) -> Option<DutchPath
         }
         last = st;
     }
-    Some(DutchPath {
-        sidecode,
+    Some(ClassPath {
         text,
         char_confidences: confs,
         log_prob: end.0,
     })
+}
+
+/// The model's best slot at one step.
+fn best_slot(step: &[f32; SLOTS]) -> usize {
+    step.iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map_or(0, |(i, _)| i)
 }
 
 /// The best path over all fourteen sidecodes.
@@ -264,7 +321,9 @@ pub fn best_dutch(slots: &[[f32; SLOTS]]) -> Option<DutchPath> {
 
 /// Decodes one crop's slot matrix: the best Dutch path when it is close enough
 /// to the unconstrained one ([`DUTCH_MARGIN`], or [`DUTCH_MARGIN_HINTED`] when
-/// `dutch_hint`), else the greedy read unchanged.
+/// `dutch_hint`), else the greedy read, or where that fits no European layout
+/// and the crop is not yellow, the layout read ([`layout::layout_read`]) when
+/// there is one.
 pub fn decode(slots: &[[f32; SLOTS]], dutch_hint: bool) -> TextRead {
     decode_with_margins(slots, dutch_hint, DUTCH_MARGIN, DUTCH_MARGIN_HINTED)
 }
@@ -294,7 +353,14 @@ pub fn decode_with_margins(
             };
         }
     }
-    greedy(slots)
+    let g = greedy(slots);
+    if dutch_hint {
+        // A yellow crop's read that no sidecode fits is most likely a Dutch
+        // plate read short or wrong: it stays off-format, never reshaped
+        // into a foreign layout.
+        return g;
+    }
+    layout::layout_read(slots, &g).unwrap_or(g)
 }
 
 /// Whether format knowledge says `read` is unlikely to be a whole, right
