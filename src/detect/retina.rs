@@ -150,6 +150,9 @@ pub struct RetinaPlateDetector {
     max_side: u32,
     coarse_side: u32,
     fine_windows: u32,
+    /// Whether the two passes are followed by the overview (see
+    /// [`overview_factor`]); off only in tests, to measure what it adds.
+    overview: bool,
     /// Priors per input size: one detector may serve cameras of different
     /// sizes, and regenerating 100k priors per full-HD frame costs ~1 ms.
     priors: HashMap<(u32, u32), Vec<Prior>>,
@@ -172,6 +175,7 @@ impl RetinaPlateDetector {
             max_side: cfg.max_side,
             coarse_side: cfg.coarse_side,
             fine_windows: cfg.fine_windows,
+            overview: true,
             priors: HashMap::new(),
             input: Vec::new(),
         }
@@ -219,6 +223,9 @@ const SMALL_IN_COARSE_PX: f32 = 70.0;
 /// edge is likely a plate cut by the window; the coarse pass or a
 /// neighbouring window has the whole one.
 const WINDOW_EDGE_PX: f32 = 2.0;
+/// The overview pass is skipped where its input's short side would be below
+/// this: a readable plate in it would fill most of the frame.
+const MIN_OVERVIEW_SIDE: u32 = 128;
 
 impl RetinaPlateDetector {
     /// Runs the network on `img` scaled to `w`x`h` and returns the candidates
@@ -332,6 +339,18 @@ fn fine_windows(
     windows
 }
 
+/// The third pass's shrink factor for a frame of `ow`x`oh` whose coarse
+/// pass shrank it by `coarse_factor`: twice that, for plates too large for
+/// the coarse pass (a plate of 260 px in a 1920-px frame is 130 px there and
+/// scored 0.05; at a quarter it scored 0.25, docs/detector.md). `None` where
+/// the frame is not shrunk for the coarse pass (no larger than
+/// `coarse_side`, where no plate seen in these photos needed it) or where
+/// the overview's input would be too small to hold a readable plate.
+fn overview_factor((ow, oh): (u32, u32), coarse_factor: u32) -> Option<u32> {
+    let factor = coarse_factor.checked_mul(2)?;
+    (coarse_factor > 1 && (ow / factor).min(oh / factor) >= MIN_OVERVIEW_SIDE).then_some(factor)
+}
+
 impl Candidate {
     /// This candidate in a frame where the input pixel (x, y) lies at
     /// (x * sx + ox, y * sy + oy).
@@ -404,7 +423,33 @@ impl PlateDetector for RetinaPlateDetector {
             let n_fine = fine.len();
             fine.extend(coarse);
             let keep = nms_preferring_first(&fine, n_fine, self.nms_iou);
-            keep.into_iter().map(|i| fine[i].clone()).collect()
+            let mut kept: Vec<Candidate> = keep
+                .into_iter()
+                .map(|i| fine[i].clone())
+                .filter(|c| c.score > self.min_score)
+                .collect();
+            if let Some(factor) = self
+                .overview
+                .then(|| overview_factor((ow, oh), factor))
+                .flatten()
+            {
+                let small = box_downscale(image, factor);
+                let scale = factor as f32;
+                let overview = self
+                    .infer(&small, small.width(), small.height())?
+                    .into_iter()
+                    .filter(|c| c.score > self.min_score)
+                    .map(|c| c.scaled(scale, scale, 0.0, 0.0));
+                // Sure finds of the finer passes first: the overview only
+                // adds plates they did not find, never replaces their
+                // sharper corners.
+                kept.sort_by(|a, b| b.score.total_cmp(&a.score));
+                let n_kept = kept.len();
+                kept.extend(overview);
+                let keep = nms_preferring_first(&kept, n_kept, self.nms_iou);
+                kept = keep.into_iter().map(|i| kept[i].clone()).collect();
+            }
+            kept
         };
         kept.retain(|c| c.score > self.min_score);
         kept.sort_by(|a, b| b.score.total_cmp(&a.score));
@@ -610,6 +655,56 @@ mod tests {
             by_two_pass > by_scaled,
             "two passes found {by_two_pass} of {plates}, one scaled pass {by_scaled}"
         );
+    }
+
+    #[test]
+    fn overview_runs_only_where_the_coarse_pass_shrinks_the_frame() {
+        // Full HD is shrunk by 2 for the coarse pass, so by 4 for the overview.
+        assert_eq!(overview_factor((1920, 1080), 2), Some(4));
+        assert_eq!(overview_factor((2592, 1944), 3), Some(6));
+        // Frames searched at native size get none.
+        assert_eq!(overview_factor((640, 480), 1), None);
+        // Nor frames whose overview would be too small to hold a plate.
+        assert_eq!(overview_factor((1000, 400), 2), None);
+        assert_eq!(overview_factor((1920, 1080), u32::MAX), None);
+    }
+
+    /// A 1920x864 photo whose plate is 263 px wide: too large for the coarse
+    /// pass (two unsure half-plate finds at 0.05) and its windows.
+    #[test]
+    fn overview_finds_a_plate_too_large_for_the_coarse_pass() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/data/plates/carmen-cloud-client-pypi-hu/images/test.jpg");
+        let Ok(img) = image::open(&path) else {
+            eprintln!(
+                "SKIPPED: no photo at {} (not part of the repo)",
+                path.display()
+            );
+            return;
+        };
+        let img = img.to_rgb8();
+        // Where the plate is, read off the photo.
+        let plate = BoxF {
+            x1: 855.0,
+            y1: 687.0,
+            x2: 1118.0,
+            y2: 767.0,
+        };
+        let models = testing::model_set();
+        let mut d = RetinaPlateDetector::new(&models, &DetectConfig::default()).expect("detector");
+        let finds = |d: &mut RetinaPlateDetector| {
+            d.detect(&img)
+                .expect("detect")
+                .iter()
+                .any(|f| f.bbox.iou(&plate) >= 0.5)
+        };
+        d.overview = false;
+        assert!(
+            !finds(&mut d),
+            "the two passes alone found it: the test shows nothing"
+        );
+        d.overview = true;
+        assert!(finds(&mut d), "the overview missed the plate");
     }
 
     fn detector(min_score: f32, max_side: u32) -> RetinaPlateDetector {
