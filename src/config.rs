@@ -153,6 +153,12 @@ pub struct DetectConfig {
     /// At most this many native-size windows per frame in the second pass.
     #[serde(default = "default_fine_windows")]
     pub fine_windows: u32,
+    /// After the two passes, search the frame once more at half the coarse
+    /// scale, for plates too large for the coarse pass (a camera that frames
+    /// plates wider than about 250 px at full HD). Off by default: it costs
+    /// about a seventh more detection time on every shrunk frame.
+    #[serde(default)]
+    pub overview: bool,
 }
 
 impl Default for DetectConfig {
@@ -163,6 +169,7 @@ impl Default for DetectConfig {
             max_side: 0,
             coarse_side: default_coarse_side(),
             fine_windows: default_fine_windows(),
+            overview: false,
         }
     }
 }

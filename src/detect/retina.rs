@@ -151,7 +151,7 @@ pub struct RetinaPlateDetector {
     coarse_side: u32,
     fine_windows: u32,
     /// Whether the two passes are followed by the overview (see
-    /// [`overview_factor`]); off only in tests, to measure what it adds.
+    /// [`overview_factor`]; `detect.overview`).
     overview: bool,
     /// Priors per input size: one detector may serve cameras of different
     /// sizes, and regenerating 100k priors per full-HD frame costs ~1 ms.
@@ -175,7 +175,7 @@ impl RetinaPlateDetector {
             max_side: cfg.max_side,
             coarse_side: cfg.coarse_side,
             fine_windows: cfg.fine_windows,
-            overview: true,
+            overview: cfg.overview,
             priors: HashMap::new(),
             input: Vec::new(),
         }
