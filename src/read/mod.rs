@@ -221,14 +221,7 @@ pub fn rectify_and_read(
     if batch.is_empty() {
         return Ok(Vec::new());
     }
-    let mut texts = reader.read_located(&batch)?;
-    if texts.len() != batch.len() {
-        return Err(ReadError::Output(format!(
-            "{} reads for {} crops",
-            texts.len(),
-            batch.len()
-        )));
-    }
+    let mut texts = read_each(reader, &batch)?;
     let mut out = Vec::with_capacity(plans.len());
     // Per entry of `out`: whether its read is of two rows joined.
     let mut two_rows = Vec::with_capacity(plans.len());
@@ -290,14 +283,7 @@ pub fn rectify_and_read(
         if crops.is_empty() {
             break;
         }
-        let wide_reads = reader.read_located(&crops)?;
-        if wide_reads.len() != crops.len() {
-            return Err(ReadError::Output(format!(
-                "{} reads for {} crops",
-                wide_reads.len(),
-                crops.len()
-            )));
-        }
+        let wide_reads = read_each(reader, &crops)?;
         let mut again = Vec::new();
         for ((k, left, right), (crop, (wide, extent))) in
             asked.into_iter().zip(crops.into_iter().zip(wide_reads))
@@ -379,16 +365,9 @@ fn read_other_rows(
     if batch.is_empty() {
         return Ok(());
     }
-    let reads = reader.read(&batch)?;
-    if reads.len() != batch.len() {
-        return Err(ReadError::Output(format!(
-            "{} reads for {} crops",
-            reads.len(),
-            batch.len()
-        )));
-    }
+    let reads = read_each(reader, &batch)?;
     for ((k, crop), rows) in asked.into_iter().zip(reads.chunks_exact(2)) {
-        let Some(joined) = join_lines(&rows[0], &rows[1]) else {
+        let Some(joined) = join_lines(&rows[0].0, &rows[1].0) else {
             continue;
         };
         let entry = &mut out[k];
@@ -420,6 +399,23 @@ fn format_weighed(read: &TextRead, crop: &RgbImage, two_rows: bool) -> f32 {
     } else {
         read.confidence
     }
+}
+
+/// One read per crop, with where its characters lie, or an error naming a
+/// reader that answered a batch with the wrong number of reads.
+fn read_each(
+    reader: &mut dyn PlateReader,
+    crops: &[RgbImage],
+) -> Result<Vec<(TextRead, Option<Extent>)>, ReadError> {
+    let reads = reader.read_located(crops)?;
+    if reads.len() != crops.len() {
+        return Err(ReadError::Output(format!(
+            "{} reads for {} crops",
+            reads.len(),
+            crops.len()
+        )));
+    }
+    Ok(reads)
 }
 
 /// Whether a read's characters reach the left and the right edge of its crop.
