@@ -135,13 +135,14 @@ fn a_rendered_street_clip_gives_one_passage_per_vehicle() {
 
 /// Measured on 2026-11-30 with the default settings (`anpr-edge eval --clips`,
 /// see docs/accuracy.md): all 45 clips give exactly as many passages as they
-/// have plates, and 39 of 45 also read every plate exactly (44 of 50 plates).
+/// have plates, and 42 of 45 also read every plate exactly (47 of 50 plates;
+/// 39 of 45 before the fourth session's reader changes).
 /// The floors leave a margin of three clips for changes to the reader (issue
 /// 3 and later), which decide which frames give reads at all; a tracker that
 /// splits or merges vehicles on these hand-held pans fails the first, a
 /// reader that regresses the second.
 const CLIPS_WITH_RIGHT_COUNT: usize = 42;
-const CLIPS_ALL_RIGHT: usize = 36;
+const CLIPS_ALL_RIGHT: usize = 39;
 
 #[test]
 fn tudelft_clips_give_as_many_passages_as_plates() {
