@@ -290,6 +290,7 @@ pub async fn start(cfg: &Config, parts: Parts) -> Result<Running, PipelineError>
         max_bytes: cfg.store.max_bytes,
         policy: cfg.store.on_budget_full,
     });
+    store.set_clocks(parts.time.clocks.clone());
     metrics.pending_uploads.store(
         store.pending_count().unwrap_or(0),
         std::sync::atomic::Ordering::Relaxed,

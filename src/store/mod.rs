@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::clock::SyncState;
+use crate::clock::{Clocks, RealClocks, SyncState};
 use crate::config::BudgetPolicy;
 use crate::keys::{record_sha256, EvidenceSigner, GENESIS_PREV};
 use crate::message::{Decision, Direction, Violation};
@@ -475,6 +475,9 @@ pub struct Store {
     chain_id: String,
     limits: StoreLimits,
     alarm: bool,
+    /// Stamps each record's `created_at`; the daemon's own clocks, so that a
+    /// simulated day stamps simulated times.
+    clocks: std::sync::Arc<dyn Clocks>,
 }
 
 /// Room a record's row takes beyond its images and metadata (columns, index
@@ -687,6 +690,7 @@ impl Store {
             chain_id: String::new(),
             limits: StoreLimits::default(),
             alarm: false,
+            clocks: std::sync::Arc::new(RealClocks::new()),
         };
         store.migrate()?;
         store.chain_id = store
@@ -766,6 +770,12 @@ impl Store {
     /// Sets the disk budget that [`Store::record`] keeps to.
     pub fn set_limits(&mut self, limits: StoreLimits) {
         self.limits = limits;
+    }
+
+    /// Sets the clocks whose wall time stamps each record's `created_at`
+    /// (the operating system's until set).
+    pub fn set_clocks(&mut self, clocks: std::sync::Arc<dyn Clocks>) {
+        self.clocks = clocks;
     }
 
     /// The chain id of this database (see [`RecordMetadata::chain_id`]).
@@ -935,7 +945,7 @@ impl Store {
             decision: v.decision.clone(),
             overview_sha256: sha256_hex(&overview),
             crop_sha256: sha256_hex(&crop),
-            created_at: format_time(Utc::now()),
+            created_at: format_time(self.clocks.wall()),
         };
         let json =
             serde_json::to_string(&meta).map_err(|source| StoreError::Serialise { source })?;
@@ -1408,6 +1418,33 @@ mod tests {
         assert_eq!(meta(&pending[0]).decision.entry_id, "entry-42");
         assert!(pending[0].overview_jpeg.starts_with(&[0xFF, 0xD8]));
         assert!(pending[0].crop_jpeg.starts_with(&[0xFF, 0xD8]));
+    }
+
+    #[test]
+    fn records_are_stamped_by_the_stores_clocks_and_expire_by_them() {
+        let (_dir, path) = temp_db();
+        let mut s = Store::open(&path).expect("open");
+        let start = DateTime::parse_from_rfc3339("2026-03-01T08:00:00Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        let clocks = std::sync::Arc::new(crate::clock::SimulatedClocks::new(start));
+        s.set_clocks(clocks.clone());
+        s.record(&sample_violation("AB123C"), &sample_context())
+            .expect("record");
+        let first = s.pending(10).expect("pending").remove(0);
+        assert_eq!(meta(&first).created_at, "2026-03-01T08:00:00.000Z");
+        // A simulated month offline: the record is past 28 days of retention
+        // by the store's own stamp, with no editing of the database.
+        clocks.advance(Duration::from_secs(29 * 24 * 3600));
+        let r = s
+            .apply_retention(
+                clocks.wall(),
+                chrono::Duration::hours(72),
+                chrono::Duration::days(28),
+                &super::testing::sample_signer(),
+            )
+            .expect("retention");
+        assert_eq!(r.unacked_records_expired, vec![first.seq]);
     }
 
     #[test]
