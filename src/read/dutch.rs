@@ -449,43 +449,11 @@ pub fn looks_dutch_yellow(img: &RgbImage) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn slot_of(c: char) -> usize {
-        match c {
-            '_' => 0,
-            '-' => SLOT_SEP,
-            c => {
-                1 + PLATE_CHARS
-                    .iter()
-                    .position(|&p| p as char == c)
-                    .expect("plate char")
-            }
-        }
-    }
-
-    /// One step: the listed slots with their probabilities, the rest on the blank.
-    fn step(parts: &[(char, f32)]) -> [f32; SLOTS] {
-        let mut s = [0f32; SLOTS];
-        let mut left = 1.0;
-        for &(c, p) in parts {
-            s[slot_of(c)] += p;
-            left -= p;
-        }
-        s[0] += left.max(0.0);
-        s
-    }
+    use crate::read::lattice::{self, step};
 
     /// A clean lattice for `text`: `_` blank, `-` separator, characters at 0.95.
     fn clean(text: &str) -> Vec<[f32; SLOTS]> {
-        text.chars()
-            .map(|c| {
-                if c == '_' {
-                    step(&[])
-                } else {
-                    step(&[(c, 0.95)])
-                }
-            })
-            .collect()
+        lattice::clean(text, 0.95)
     }
 
     #[test]

@@ -270,44 +270,15 @@ pub(crate) fn best_layout_path(slots: &[[f32; SLOTS]], near_len: usize) -> Optio
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::read::lattice::{self, step};
 
     use crate::read::dutch::{decode, OFF_FORMAT_FACTOR};
-    use crate::read::ppocr::{greedy, SLOT_SEP};
-
-    fn slot_of(c: char) -> usize {
-        match c {
-            '_' => 0,
-            '-' => SLOT_SEP,
-            c => {
-                1 + PLATE_CHARS
-                    .iter()
-                    .position(|&p| p as char == c)
-                    .expect("plate char")
-            }
-        }
-    }
-
-    /// One step: the listed slots with their probabilities, the rest on the blank.
-    fn step(parts: &[(char, f32)]) -> [f32; SLOTS] {
-        let mut s = [0f32; SLOTS];
-        let mut left = 1.0;
-        for &(c, p) in parts {
-            s[slot_of(c)] += p;
-            left -= p;
-        }
-        s[0] += left.max(0.0);
-        s
-    }
+    use crate::read::ppocr::greedy;
 
     /// A clean lattice: `_` blank, `-` separator, characters at 0.999 (the
     /// reader's usual peak: dropping one costs ln(999) = 6.9 nats).
     fn clean(text: &str) -> Vec<[f32; SLOTS]> {
-        text.chars()
-            .map(|c| match c {
-                '_' => step(&[]),
-                c => step(&[(c, 0.999)]),
-            })
-            .collect()
+        lattice::clean(text, 0.999)
     }
 
     #[test]

@@ -8,6 +8,8 @@
 
 pub mod crnn;
 pub mod dutch;
+#[cfg(test)]
+mod lattice;
 pub mod layout;
 pub mod ppocr;
 pub mod rectify;
