@@ -3,8 +3,9 @@
 # arm64 loads), `check-config` on config.example.toml, and the demo's small
 # scene (24 frames) through the whole pipeline with the arm64 runtime and the
 # real models: every frame processed and plates read; end to end (violations
-# uploaded) where emulation keeps under 30 s a frame (see the end). Slow: the
-# demo took 1363 s under qemu 10.0 on this project's busy 2-core build host.
+# uploaded) where emulation keeps under 300 s a frame (see the end). Slow: the
+# demo took 1363 s under qemu 10.0 on this project's busy 2-core build host,
+# 249 s end to end on the same host otherwise idle (2026-11-30).
 #
 # Usage: scripts/qemu-smoke.sh [--no-build]
 #
