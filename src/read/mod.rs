@@ -175,9 +175,11 @@ pub const WIDENED_MIN_CONFIDENCE: f32 = 0.5;
 /// Rectifies every detection in `image` and reads it. A plate whose corners
 /// leave its layout in doubt ([`rectify::is_squat`]) is read twice, as one
 /// line widened to a single-line plate's aspect and as two lines split at
-/// the gap between them, and the more confident read is kept: the detector's
-/// corners cannot tell a two-line plate from a single-line one seen at a
-/// steep angle. A single-line read whose characters reach the crop's edge
+/// the gap between them, and the read that weighs more once format knowledge
+/// has judged both is kept: the detector's corners cannot tell a two-line
+/// plate from a single-line one seen at a steep angle. A read of one row of a
+/// square plate only (digits or letters alone) is read again with the row
+/// above and below ([`read_other_rows`]). A single-line read whose characters reach the crop's edge
 /// ([`EDGE_TOUCH`]) is read again from corners lengthened on that side
 /// ([`WIDEN_BY`]), and the longer read replaces it when it only adds
 /// characters ([`prefer_widened`]). A plate's final read that format
