@@ -179,7 +179,7 @@ pub const WIDENED_MIN_CONFIDENCE: f32 = 0.5;
 /// has judged both is kept: the detector's corners cannot tell a two-line
 /// plate from a single-line one seen at a steep angle. A read of one row of a
 /// square plate only (digits or letters alone) is read again with the row
-/// above and below ([`read_other_rows`]). A single-line read whose characters reach the crop's edge
+/// above and below (`read_other_rows`). A single-line read whose characters reach the crop's edge
 /// ([`EDGE_TOUCH`]) is read again from corners lengthened on that side
 /// ([`WIDEN_BY`]), and the longer read replaces it when it only adds
 /// characters ([`prefer_widened`]). A plate's final read that format
