@@ -5,9 +5,9 @@
 //! computes it in training), resized to 32x128 with a triangle filter
 //! whatever its aspect, scaled to -1..1; a batch is `[N, 1, 32, 128]`. Output
 //! `[N, 32, 37]`: per time step a softmax over the CTC blank (class 0) and the
-//! 36 plate characters in the order of [`PLATE_CHARS`], i.e. exactly the
+//! 36 plate characters in the order of `PLATE_CHARS`, i.e. exactly the
 //! decoding slots 0..=36 of [`crate::read::ppocr`] (the model has no
-//! separator class; slot [`SLOT_SEP`] stays 0). Decoding is the same as for
+//! separator class; slot `SLOT_SEP` stays 0). Decoding is the same as for
 //! PP-OCR: [`dutch::decode`] with the crop's yellow hint, so Dutch plates get
 //! the sidecode prior and per-character confidences, foreign ones the greedy
 //! read. It never sees frames, only crops, and writes nothing anywhere.

@@ -71,7 +71,7 @@ pub struct DutchPath {
     /// The six characters, no dashes.
     pub text: String,
     /// Per character: its best step's probability renormalised over what its
-    /// position allows at that step (see [`char_confidence`]).
+    /// position allows at that step (see `char_confidence`).
     pub char_confidences: Vec<f32>,
     /// Natural-log probability of the whole path.
     pub log_prob: f32,
@@ -364,7 +364,7 @@ pub fn decode_with_margins(
 }
 
 /// Whether format knowledge says `read` is unlikely to be a whole, right
-/// plate, so that [`discount`] by [`OFF_FORMAT_FACTOR`] is due: a read the
+/// plate, so that `discount` by [`OFF_FORMAT_FACTOR`] is due: a read the
 /// Dutch prior did not decide that spells no Dutch plate and either comes
 /// from a yellow crop (`yellow`, [`looks_dutch_yellow`]) or follows no common
 /// European layout ([`layout::fits_european_layout`]). Judged on a plate's

@@ -78,7 +78,7 @@ const LAYOUTS: &[&[Run]] = &[
 ];
 
 /// Whether `text` (upper-case letters and digits, no separators) follows one
-/// of [`LAYOUTS`]. Dutch plates are checked by their sidecodes
+/// of `LAYOUTS`. Dutch plates are checked by their sidecodes
 /// ([`crate::read::dutch::is_dutch_plate`]), which the layouts above also
 /// mostly cover.
 pub fn fits_european_layout(text: &str) -> bool {
@@ -91,7 +91,7 @@ pub fn fits_european_layout(text: &str) -> bool {
 
 /// Layouts found only on two-row plates (trailers, tractors, motorcycles),
 /// where one row holds the digits and the other the letters. Kept apart from
-/// [`LAYOUTS`] because a single-line read of this shape is most often a
+/// `LAYOUTS` because a single-line read of this shape is most often a
 /// misread (`17859AM` for Austrian `I7859AM`).
 const TWO_ROW_LAYOUTS: &[&[Run]] = &[
     // UA (and RU, BY) tractors, trailers and motorcycles: four or five
@@ -100,7 +100,7 @@ const TWO_ROW_LAYOUTS: &[&[Run]] = &[
 ];
 
 /// Whether `text`, read from a plate's two rows joined top to bottom,
-/// follows one of the layouts of [`LAYOUTS`] or [`TWO_ROW_LAYOUTS`].
+/// follows one of the layouts of `LAYOUTS` or `TWO_ROW_LAYOUTS`.
 pub fn fits_two_row_layout(text: &str) -> bool {
     fits_european_layout(text)
         || (4..=8).contains(&text.len())
@@ -148,8 +148,8 @@ pub const LAYOUT_MARGIN: f32 = 6.0;
 
 /// Decodes an off-format read again under the layouts: where the greedy read
 /// `greedy` of `slots` holds letters and digits but is neither a Dutch plate
-/// nor fits [`LAYOUTS`], the most probable CTC path that does
-/// ([`best_layout_path`]; it may relabel a character within the class its
+/// nor fits `LAYOUTS`, the most probable CTC path that does
+/// (`best_layout_path`; it may relabel a character within the class its
 /// run allows, or drop one as a gap, never add one where the model saw
 /// none), when it lies within [`LAYOUT_MARGIN`] of the greedy path and is
 /// not itself a Dutch plate (the Dutch prior, with its own margin, already
@@ -200,7 +200,7 @@ pub fn layout_read_with_margin(
     Some(read)
 }
 
-/// Every concrete class pattern of [`LAYOUTS`] (one class byte per
+/// Every concrete class pattern of `LAYOUTS` (one class byte per
 /// character, each run at each of its lengths) whose length lies in `lens`
 /// and within a plate's 4 to 8 characters, without repeats.
 fn patterns(lens: std::ops::RangeInclusive<usize>) -> Vec<Vec<u8>> {
@@ -240,7 +240,7 @@ fn class_slots(class: u8) -> Vec<usize> {
 }
 
 /// The most probable CTC path over `slots` that spells a plate of one of
-/// [`LAYOUTS`] ([`dutch::best_class_path`] per concrete pattern), among
+/// `LAYOUTS` ([`dutch::best_class_path`] per concrete pattern), among
 /// patterns at most one character longer or shorter than `near_len` (the
 /// greedy read's length): inserting or dropping a character the model saw
 /// clearly costs several nats each, so two of them never come within
