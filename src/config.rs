@@ -155,8 +155,9 @@ pub struct DetectConfig {
     pub fine_windows: u32,
     /// After the two passes, search the frame once more at half the coarse
     /// scale, for plates too large for the coarse pass (a camera that frames
-    /// plates wider than about 250 px at full HD). Off by default: it costs
-    /// about a seventh more detection time on every shrunk frame.
+    /// plates wider than about 250 px at full HD). Off by default: it added
+    /// 10-40% to detection time per full-HD frame in the runs of
+    /// docs/detector.md, past the 40 ms budget.
     #[serde(default)]
     pub overview: bool,
 }

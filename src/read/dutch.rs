@@ -367,13 +367,20 @@ pub fn decode_with_margins(
 /// plate, so that `discount` by [`OFF_FORMAT_FACTOR`] is due: a read the
 /// Dutch prior did not decide that spells no Dutch plate and either comes
 /// from a yellow crop (`yellow`, [`looks_dutch_yellow`]) or follows no common
-/// European layout ([`layout::fits_european_layout`]). Judged on a plate's
+/// European layout ([`layout::fits_european_layout`]; a read of a plate's
+/// two rows joined, `two_rows`, may also follow a layout found only on
+/// two-row plates, [`layout::fits_two_row_layout`]). Judged on a plate's
 /// whole read, never on one line of a two-line plate.
-pub fn off_format(read: &TextRead, yellow: bool) -> bool {
+pub fn off_format(read: &TextRead, yellow: bool, two_rows: bool) -> bool {
     if read.country.is_some() || read.text.is_empty() || is_dutch_plate(&read.text) {
         return false;
     }
-    yellow || !layout::fits_european_layout(&read.text)
+    let fits = if two_rows {
+        layout::fits_two_row_layout(&read.text)
+    } else {
+        layout::fits_european_layout(&read.text)
+    };
+    yellow || !fits
 }
 
 /// What an off-format read's confidences are multiplied by: a yellow crop
@@ -516,8 +523,8 @@ mod tests {
         assert_eq!(r.country, None);
         // Kept, but a yellow plate that is not Dutch is off-format; the same
         // seven characters on a white plate follow a European layout.
-        assert!(off_format(&r, true));
-        assert!(!off_format(&r, false));
+        assert!(off_format(&r, true, false));
+        assert!(!off_format(&r, false, false));
     }
 
     #[test]
@@ -526,16 +533,20 @@ mod tests {
         // any sidecode, so the greedy read comes back, off-format when yellow.
         let r = decode(&clean("_H_-_8_0_3_-_"), true);
         assert_eq!((r.text.as_str(), r.country), ("H803", None));
-        assert!(off_format(&r, true));
+        assert!(off_format(&r, true, false));
         // A whole Dutch plate on the same yellow crop is not.
         let r = decode(&clean("_H_-_8_0_3_-_S_F_"), true);
         assert_eq!((r.text.as_str(), r.sidecode), ("H803SF", Some(10)));
-        assert!(!off_format(&r, true));
+        assert!(!off_format(&r, true, false));
         // The top line of a two-line plate (`10922` of `10922BX`) on a white
         // plate: digits only fits no layout.
         let r = decode(&clean("_1_0_9_2_2_"), false);
-        assert!(off_format(&r, false));
-        assert!(!off_format(&decode(&clean("_A_B_1_2_3_"), false), false));
+        assert!(off_format(&r, false, false));
+        assert!(!off_format(
+            &decode(&clean("_A_B_1_2_3_"), false),
+            false,
+            false
+        ));
         let mut r = decode(&clean("_1_0_9_2_2_"), false);
         discount(&mut r, OFF_FORMAT_FACTOR);
         assert!(

@@ -387,13 +387,10 @@ fn read_other_rows(
     Ok(())
 }
 
-/// Whether format knowledge finds `read` unlikely to be a whole plate
-/// ([`dutch::off_format`]), where a read of two rows may also follow a
-/// layout found only on two-row plates ([`layout::fits_two_row_layout`]).
+/// Whether format knowledge finds `read`, of `crop`, unlikely to be a whole
+/// plate ([`dutch::off_format`]).
 fn off_format(read: &TextRead, crop: &RgbImage, two_rows: bool) -> bool {
-    let yellow = dutch::looks_dutch_yellow(crop);
-    dutch::off_format(read, yellow)
-        && !(two_rows && !yellow && layout::fits_two_row_layout(&read.text))
+    dutch::off_format(read, dutch::looks_dutch_yellow(crop), two_rows)
 }
 
 /// A read's confidence after the discount [`off_format`] would give it.

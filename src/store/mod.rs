@@ -22,6 +22,7 @@
 pub mod testing;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -477,7 +478,7 @@ pub struct Store {
     alarm: bool,
     /// Stamps each record's `created_at`; the daemon's own clocks, so that a
     /// simulated day stamps simulated times.
-    clocks: std::sync::Arc<dyn Clocks>,
+    clocks: Arc<dyn Clocks>,
 }
 
 /// Room a record's row takes beyond its images and metadata (columns, index
@@ -690,7 +691,7 @@ impl Store {
             chain_id: String::new(),
             limits: StoreLimits::default(),
             alarm: false,
-            clocks: std::sync::Arc::new(RealClocks::new()),
+            clocks: Arc::new(RealClocks::new()),
         };
         store.migrate()?;
         store.chain_id = store
@@ -774,7 +775,7 @@ impl Store {
 
     /// Sets the clocks whose wall time stamps each record's `created_at`
     /// (the operating system's until set).
-    pub fn set_clocks(&mut self, clocks: std::sync::Arc<dyn Clocks>) {
+    pub fn set_clocks(&mut self, clocks: Arc<dyn Clocks>) {
         self.clocks = clocks;
     }
 
@@ -1427,7 +1428,7 @@ mod tests {
         let start = DateTime::parse_from_rfc3339("2026-03-01T08:00:00Z")
             .expect("time")
             .with_timezone(&Utc);
-        let clocks = std::sync::Arc::new(crate::clock::SimulatedClocks::new(start));
+        let clocks = Arc::new(crate::clock::SimulatedClocks::new(start));
         s.set_clocks(clocks.clone());
         s.record(&sample_violation("AB123C"), &sample_context())
             .expect("record");
