@@ -247,6 +247,10 @@ struct Inner {
     accepted: Vec<(String, i64)>,
     /// Refusals, as `(status, reason)`, for tests and the demo.
     refusals: Vec<(u16, String)>,
+    /// Requests whose body ended before its multipart did: the sender went
+    /// away mid-request (power cut, kill), so nobody hears the answer and
+    /// the record comes again. Not a refusal of anything the sender said.
+    cut_short: Vec<String>,
     /// Bundles served at `GET /api/v1/lists/{zone}/{kind}`, with their ETag.
     lists: HashMap<(String, String), (Vec<u8>, String)>,
     list_requests: u64,
@@ -312,6 +316,12 @@ impl ReceiverHandle {
     /// Records refused so far: HTTP status and reason, in order.
     pub fn refusals(&self) -> Vec<(u16, String)> {
         lock(&self.state).refusals.clone()
+    }
+
+    /// Requests whose body was cut off before the multipart closed, with
+    /// what the parser saw; not counted among [`Self::refusals`].
+    pub fn cut_short(&self) -> Vec<String> {
+        lock(&self.state).cut_short.clone()
     }
 
     /// Requests seen on the endpoint, including refused ones.
@@ -552,16 +562,49 @@ struct Incoming {
 
 type Refusal = (StatusCode, String);
 
+/// Why a multipart body could not be read.
+enum PartsError {
+    /// What the sender sent is wrong.
+    Refused(Refusal),
+    /// The body stopped before the multipart closed: the sender is gone.
+    CutShort(String),
+}
+
+impl From<Refusal> for PartsError {
+    fn from(r: Refusal) -> Self {
+        PartsError::Refused(r)
+    }
+}
+
+/// Tells a body that broke off (connection closed mid-request, which is how
+/// a device dying mid-upload looks from here) from one that is malformed.
+fn multipart_error(context: String, e: axum::extract::multipart::MultipartError) -> PartsError {
+    use std::error::Error as _;
+    // Only the HTTP body itself failing counts: a body that arrived whole
+    // but leaves the multipart unclosed came from a sender that is alive
+    // and wrong, and is refused like any other malformed request.
+    let broke_off = matches!(
+        e.source().and_then(|s| s.downcast_ref::<multer::Error>()),
+        Some(multer::Error::StreamReadFailed(_))
+    ) && e.status() != StatusCode::PAYLOAD_TOO_LARGE;
+    let what = format!("{context}: {}", e.body_text());
+    if broke_off {
+        PartsError::CutShort(what)
+    } else {
+        PartsError::Refused((e.status(), what))
+    }
+}
+
 /// Reads the parts of a multipart body into records; `batch` parts carry a
 /// `.N` suffix naming their record.
-async fn read_parts(form: &mut Multipart, batch: bool) -> Result<Vec<Incoming>, Refusal> {
+async fn read_parts(form: &mut Multipart, batch: bool) -> Result<Vec<Incoming>, PartsError> {
     let mut recs: Vec<Incoming> = Vec::new();
     let bad = |m: String| (StatusCode::BAD_REQUEST, m);
     loop {
         let field = match form.next_field().await {
             Ok(Some(f)) => f,
             Ok(None) => break,
-            Err(e) => return Err(bad(format!("bad multipart: {e}"))),
+            Err(e) => return Err(multipart_error("bad multipart".into(), e)),
         };
         let full = field.name().unwrap_or("").to_string();
         let (name, index) = if batch {
@@ -570,7 +613,7 @@ async fn read_parts(form: &mut Multipart, batch: bool) -> Result<Vec<Incoming>, 
                 .and_then(|(n, i)| Some((n, i.parse::<usize>().ok()?)))
             {
                 Some((n, i)) if i < 1024 => (n.to_string(), i),
-                _ => return Err(bad(format!("part `{full}` has no record index"))),
+                _ => return Err(bad(format!("part `{full}` has no record index")).into()),
             }
         } else {
             (full.clone(), 0)
@@ -578,7 +621,7 @@ async fn read_parts(form: &mut Multipart, batch: bool) -> Result<Vec<Incoming>, 
         let bytes = field
             .bytes()
             .await
-            .map_err(|e| bad(format!("bad part `{full}`: {e}")))?
+            .map_err(|e| multipart_error(format!("bad part `{full}`"), e))?
             .to_vec();
         while recs.len() <= index {
             recs.push(Incoming::default());
@@ -593,7 +636,7 @@ async fn read_parts(form: &mut Multipart, batch: bool) -> Result<Vec<Incoming>, 
             "tombstone" => rec.tombstone = Some(text(bytes)?),
             "overview" => rec.overview = Some(bytes),
             "crop" => rec.crop = Some(bytes),
-            other => return Err(bad(format!("unexpected part `{other}`"))),
+            other => return Err(bad(format!("unexpected part `{other}`")).into()),
         }
     }
     Ok(recs)
@@ -837,6 +880,16 @@ fn refuse(g: &mut Inner, (status, reason): Refusal) -> Response {
     error(status, reason)
 }
 
+fn refuse_parts(g: &mut Inner, e: PartsError) -> Response {
+    match e {
+        PartsError::Refused(r) => refuse(g, r),
+        PartsError::CutShort(what) => {
+            g.cut_short.push(what.clone());
+            error(StatusCode::BAD_REQUEST, what)
+        }
+    }
+}
+
 /// Answers the injected faults (503, garbage) when any are armed.
 fn injected_fault(g: &mut Inner) -> Option<Response> {
     if g.fail_next > 0 {
@@ -867,7 +920,7 @@ async fn receive(State(state): State<Shared>, headers: HeaderMap, mut form: Mult
     let mut recs = match parts {
         Ok(r) if r.len() == 1 => r,
         Ok(_) => return refuse(&mut g, (StatusCode::BAD_REQUEST, "no parts".into())),
-        Err(e) => return refuse(&mut g, e),
+        Err(e) => return refuse_parts(&mut g, e),
     };
     let key = headers
         .get("idempotency-key")
@@ -913,7 +966,7 @@ async fn receive_batch(State(state): State<Shared>, mut form: Multipart) -> Resp
     let recs = match parts {
         Ok(r) if !r.is_empty() => r,
         Ok(_) => return refuse(&mut g, (StatusCode::BAD_REQUEST, "empty batch".into())),
-        Err(e) => return refuse(&mut g, e),
+        Err(e) => return refuse_parts(&mut g, e),
     };
     let mut acked = Vec::new();
     let mut first_error = None;
@@ -1133,6 +1186,64 @@ mod tests {
             b.deliver(rec).await.expect("ack");
         }
         assert_eq!(f.rx.accepted_seqs("cam-post-17"), [1, 2, 3, 4, 5]);
+        f.rx.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_sender_that_dies_mid_body_is_not_taken_for_a_malformed_request() {
+        let f = fixture().await;
+        let client = crate::upload::pinned_client_with_identity(
+            &f.pki.ca_cert,
+            Some((&f.pki.client_cert, &f.pki.client_key)),
+            Duration::from_secs(10),
+            false,
+        )
+        .expect("client");
+        use futures_util::StreamExt as _;
+        // The first half goes out and is read; then the device dies.
+        let half_a_crop = futures_util::stream::iter([Ok::<_, std::io::Error>(
+            bytes::Bytes::from(vec![0xFF; 64 * 1024]),
+        )])
+        .chain(futures_util::stream::once(async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Err(std::io::Error::other("power cut"))
+        }));
+        let form = reqwest::multipart::Form::new().text("metadata", "{}").part(
+            "crop",
+            reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(half_a_crop)),
+        );
+        let sent = client
+            .post(format!("{}/api/v1/violations", f.rx.url()))
+            .multipart(form)
+            .send()
+            .await;
+        assert!(sent.is_err(), "the body never finished: {sent:?}");
+
+        // The receiver reads what arrived until the connection closes.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while f.rx.cut_short().is_empty() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "never noticed: {} requests, refused {:?}",
+                f.rx.requests(),
+                f.rx.refusals()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(f.rx.refusals().is_empty(), "{:?}", f.rx.refusals());
+        assert!(f.rx.received().is_empty());
+
+        // A body that arrived whole but never closes its multipart is refused.
+        let answer = client
+            .post(format!("{}/api/v1/violations", f.rx.url()))
+            .header("content-type", "multipart/form-data; boundary=x")
+            .body("--x\r\nContent-Disposition: form-data; name=\"metadata\"\r\n\r\n{}")
+            .send()
+            .await
+            .expect("answered");
+        assert_eq!(answer.status(), 400);
+        assert_eq!(f.rx.refusals().len(), 1, "{:?}", f.rx.refusals());
+        assert_eq!(f.rx.cut_short().len(), 1);
         f.rx.shutdown().await;
     }
 

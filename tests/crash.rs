@@ -312,8 +312,9 @@ async fn sigkill_of_the_daemon_at_random_moments_loses_and_duplicates_nothing() 
     assert_eq!(chains.len(), 1, "one chain: the store was never replaced");
     assert!(rx.refusals().is_empty(), "{:?}", rx.refusals());
     eprintln!(
-        "{runs} kills: {total} violations committed, {} delivered again after a lost acknowledgement",
-        received.iter().filter(|r| r.deliveries > 1).count()
+        "{runs} kills: {total} violations committed, {} delivered again after a lost acknowledgement, {} uploads cut off mid-body",
+        received.iter().filter(|r| r.deliveries > 1).count(),
+        rx.cut_short().len()
     );
     rx.shutdown().await;
 }
