@@ -231,6 +231,10 @@ pub fn rectify_and_read(
     let mut two_rows = Vec::with_capacity(plans.len());
     // (index into `out`, left, right): reads that reach an edge on that side.
     let mut widen: Vec<(usize, bool, bool)> = Vec::new();
+    // Entries of `out` lengthened only because they are sure foreign reads
+    // ([`checks_sure_foreign`]): a longer read replaces them only where it
+    // follows a layout.
+    let mut checked: Vec<usize> = Vec::new();
     for plan in plans {
         let i = plan.first;
         if !plan.squat {
@@ -240,6 +244,11 @@ pub fn rectify_and_read(
             let off_format =
                 !dutch::is_dutch_plate(&text.text) && dutch::looks_dutch_yellow(&plan.crop);
             let (left, right) = if off_format {
+                (true, true)
+            } else if checks_sure_foreign(&text) {
+                // Both sides: where a character was dropped unseen, the
+                // extent says nothing of which end lost it.
+                checked.push(out.len());
                 (true, true)
             } else {
                 touches(extent)
@@ -293,7 +302,15 @@ pub fn rectify_and_read(
             asked.into_iter().zip(crops.into_iter().zip(wide_reads))
         {
             let entry = &mut out[k];
-            if prefer_widened(&entry.2, &wide) {
+            // A sure read looked at again only to check it keeps its place
+            // unless the longer read follows a layout and is about as sure:
+            // a plate's frame or a bumper edge read as one more character
+            // (`DP989CCH`) is both less sure and, often, off every layout.
+            let checked_holds = || {
+                (dutch::is_dutch_plate(&wide.text) || layout::fits_european_layout(&wide.text))
+                    && wide.confidence + WIDER_GAIN >= entry.2.confidence
+            };
+            if prefer_widened(&entry.2, &wide) && (!checked.contains(&k) || checked_holds()) {
                 entry.1 = crop;
                 entry.2 = wide;
                 let (l, r) = touches(extent);
@@ -318,6 +335,26 @@ pub fn rectify_and_read(
         }
     }
     Ok(out)
+}
+
+/// Least confidence of a read the Dutch prior did not decide for it to be
+/// looked at again from a longer crop though its characters do not reach the
+/// crop's edge: the acceptance threshold's default, where a wrong read
+/// becomes a wrong fine.
+pub const SURE_FOREIGN: f32 = 0.8;
+
+/// Whether a read is a sure one the Dutch prior did not decide, shaped like
+/// a European plate (any other is discounted as off-format and not accepted
+/// anyway), of a length that leaves room for a character the detector's box
+/// cut off. The
+/// box can end inside a plate's last character, which the reader then drops
+/// without a trace at the crop's edge (`1CMV33` of Belgian `1CMV331`, read at
+/// 0.99): only a longer look tells.
+fn checks_sure_foreign(read: &TextRead) -> bool {
+    read.country.is_none()
+        && read.confidence >= SURE_FOREIGN
+        && read.text.chars().count() < MAX_PLATE_CHARS
+        && layout::fits_european_layout(&read.text)
 }
 
 /// How far a plate's corners are stretched to take in the other row of a
@@ -658,6 +695,94 @@ mod tests {
             corners: [(x1, y1), (x2, y1), (x2, y2), (x1, y2)],
             score: 0.9,
         }
+    }
+
+    /// A reader that reads `narrow` from a crop as detected and `wide` from
+    /// any longer one, its characters short of both edges either way.
+    struct TwoLooks {
+        plain_width: u32,
+        narrow: TextRead,
+        wide: TextRead,
+        calls: usize,
+    }
+
+    impl TwoLooks {
+        fn new(narrow: TextRead, wide: TextRead) -> Self {
+            let image = RgbImage::from_pixel(400, 200, image::Rgb([200, 200, 200]));
+            let plain = rectify::rectify(&image, &detection().corners).expect("crop");
+            TwoLooks {
+                plain_width: plain.width(),
+                narrow,
+                wide,
+                calls: 0,
+            }
+        }
+
+        fn final_read(&mut self) -> TextRead {
+            let image = RgbImage::from_pixel(400, 200, image::Rgb([200, 200, 200]));
+            let mut out = rectify_and_read(self, &image, vec![detection()]).expect("read");
+            assert_eq!(out.len(), 1);
+            out.remove(0).2
+        }
+    }
+
+    impl PlateReader for TwoLooks {
+        fn read(&mut self, crops: &[RgbImage]) -> Result<Vec<TextRead>, ReadError> {
+            Ok(self.read_located(crops)?.into_iter().map(|r| r.0).collect())
+        }
+
+        fn read_located(
+            &mut self,
+            crops: &[RgbImage],
+        ) -> Result<Vec<(TextRead, Option<Extent>)>, ReadError> {
+            self.calls += 1;
+            let extent = Some(Extent {
+                first: 0.12,
+                last: 0.87,
+            });
+            Ok(crops
+                .iter()
+                .map(|c| {
+                    let r = if c.width() > self.plain_width {
+                        self.wide.clone()
+                    } else {
+                        self.narrow.clone()
+                    };
+                    (r, extent)
+                })
+                .collect())
+        }
+    }
+
+    #[test]
+    fn a_sure_foreign_read_is_checked_in_a_longer_crop_though_it_reaches_no_edge() {
+        // The box ended inside the last `1`, which the reader dropped unseen.
+        let mut reader = TwoLooks::new(read("1CMV33", 0.99, false), read("1CMV331", 0.98, false));
+        assert_eq!(reader.final_read().text, "1CMV331");
+        assert_eq!(reader.calls, 2);
+    }
+
+    #[test]
+    fn a_longer_look_that_reads_the_plates_frame_leaves_a_sure_read_as_it_was() {
+        // The frame as an `H`: it fits a layout but is clearly less sure.
+        let mut reader = TwoLooks::new(read("DP989CC", 0.99, false), read("DP989CCH", 0.84, false));
+        assert_eq!(reader.final_read().text, "DP989CC");
+        // As sure, but no European plate has that shape.
+        let mut reader = TwoLooks::new(read("DP989CC", 0.99, false), read("DP989CC1", 0.99, false));
+        assert_eq!(reader.final_read().text, "DP989CC");
+    }
+
+    #[test]
+    fn only_sure_reads_the_dutch_prior_did_not_decide_are_looked_at_again() {
+        let wide = read("XXXXXXX", 0.99, false);
+        // Decided by the Dutch prior: its sidecode fixes the length.
+        let mut dutch = TwoLooks::new(read("85GJ45", 0.99, true), wide.clone());
+        assert_eq!(dutch.final_read().text, "85GJ45");
+        assert_eq!(dutch.calls, 1);
+        // Unsure: it is not accepted anyway.
+        let mut unsure = TwoLooks::new(read("AB123CD", SURE_FOREIGN - 0.1, false), wide);
+        assert_eq!(unsure.final_read().text, "AB123CD");
+        assert_eq!(unsure.calls, 1);
     }
 
     #[test]
