@@ -654,18 +654,15 @@ mod tests {
         ));
     }
 
-    /// A reader that sees a plate `PLATE` whose right part lies beyond the
-    /// detected box: the wider the crop, the more of it it reads, the last
-    /// character at the crop's right edge until the crop shows it all.
-    struct CutReader {
-        /// Crop width (px) at which the whole plate shows.
-        whole_at: u32,
+    /// A reader whose read of a crop, and where its characters lie, depend
+    /// only on the crop's width, as with a plate its box cuts short: `look`
+    /// answers for each width. Counts its calls.
+    struct ByWidth<F> {
+        look: F,
         calls: usize,
     }
 
-    const PLATE: &str = "1CMV331";
-
-    impl PlateReader for CutReader {
+    impl<F: FnMut(u32) -> (TextRead, Option<Extent>) + Send> PlateReader for ByWidth<F> {
         fn read(&mut self, crops: &[RgbImage]) -> Result<Vec<TextRead>, ReadError> {
             Ok(self.read_located(crops)?.into_iter().map(|r| r.0).collect())
         }
@@ -675,16 +672,64 @@ mod tests {
             crops: &[RgbImage],
         ) -> Result<Vec<(TextRead, Option<Extent>)>, ReadError> {
             self.calls += 1;
-            Ok(crops
-                .iter()
-                .map(|c| {
-                    let shown = ((c.width() * 7) / self.whole_at).clamp(1, 7) as usize;
-                    let last = if shown == 7 { 0.85 } else { 0.97 };
-                    let r = read(&PLATE[..shown], 0.95, false);
-                    (r, Some(Extent { first: 0.12, last }))
-                })
-                .collect())
+            Ok(crops.iter().map(|c| (self.look)(c.width())).collect())
         }
+    }
+
+    const PLATE: &str = "1CMV331";
+
+    /// Sees `PLATE` with its right part beyond the detected box: the wider
+    /// the crop, the more of it it reads, the last character at the crop's
+    /// right edge until the crop (`whole_at` px wide) shows it all.
+    fn cut_reader(whole_at: u32) -> ByWidth<impl FnMut(u32) -> (TextRead, Option<Extent>)> {
+        ByWidth {
+            look: move |width: u32| {
+                let shown = ((width * 7) / whole_at).clamp(1, 7) as usize;
+                let last = if shown == 7 { 0.85 } else { 0.97 };
+                let r = read(&PLATE[..shown], 0.95, false);
+                (r, Some(Extent { first: 0.12, last }))
+            },
+            calls: 0,
+        }
+    }
+
+    /// Reads `narrow` from the crop as detected and `wide` from any longer
+    /// one, its characters short of both edges either way.
+    fn two_looks(
+        narrow: TextRead,
+        wide: TextRead,
+    ) -> ByWidth<impl FnMut(u32) -> (TextRead, Option<Extent>)> {
+        let plain_width = plain_crop().width();
+        ByWidth {
+            look: move |width: u32| {
+                let r = if width > plain_width {
+                    wide.clone()
+                } else {
+                    narrow.clone()
+                };
+                let extent = Extent {
+                    first: 0.12,
+                    last: 0.87,
+                };
+                (r, Some(extent))
+            },
+            calls: 0,
+        }
+    }
+
+    fn gray_frame() -> RgbImage {
+        RgbImage::from_pixel(400, 200, image::Rgb([200, 200, 200]))
+    }
+
+    fn plain_crop() -> RgbImage {
+        rectify::rectify(&gray_frame(), &detection().corners).expect("crop")
+    }
+
+    /// The one read of [`detection`] on [`gray_frame`].
+    fn final_read(reader: &mut dyn PlateReader) -> TextRead {
+        let mut out = rectify_and_read(reader, &gray_frame(), vec![detection()]).expect("read");
+        assert_eq!(out.len(), 1);
+        out.remove(0).2
     }
 
     fn detection() -> Detection {
@@ -697,103 +742,43 @@ mod tests {
         }
     }
 
-    /// A reader that reads `narrow` from a crop as detected and `wide` from
-    /// any longer one, its characters short of both edges either way.
-    struct TwoLooks {
-        plain_width: u32,
-        narrow: TextRead,
-        wide: TextRead,
-        calls: usize,
-    }
-
-    impl TwoLooks {
-        fn new(narrow: TextRead, wide: TextRead) -> Self {
-            let image = RgbImage::from_pixel(400, 200, image::Rgb([200, 200, 200]));
-            let plain = rectify::rectify(&image, &detection().corners).expect("crop");
-            TwoLooks {
-                plain_width: plain.width(),
-                narrow,
-                wide,
-                calls: 0,
-            }
-        }
-
-        fn final_read(&mut self) -> TextRead {
-            let image = RgbImage::from_pixel(400, 200, image::Rgb([200, 200, 200]));
-            let mut out = rectify_and_read(self, &image, vec![detection()]).expect("read");
-            assert_eq!(out.len(), 1);
-            out.remove(0).2
-        }
-    }
-
-    impl PlateReader for TwoLooks {
-        fn read(&mut self, crops: &[RgbImage]) -> Result<Vec<TextRead>, ReadError> {
-            Ok(self.read_located(crops)?.into_iter().map(|r| r.0).collect())
-        }
-
-        fn read_located(
-            &mut self,
-            crops: &[RgbImage],
-        ) -> Result<Vec<(TextRead, Option<Extent>)>, ReadError> {
-            self.calls += 1;
-            let extent = Some(Extent {
-                first: 0.12,
-                last: 0.87,
-            });
-            Ok(crops
-                .iter()
-                .map(|c| {
-                    let r = if c.width() > self.plain_width {
-                        self.wide.clone()
-                    } else {
-                        self.narrow.clone()
-                    };
-                    (r, extent)
-                })
-                .collect())
-        }
-    }
-
     #[test]
     fn a_sure_foreign_read_is_checked_in_a_longer_crop_though_it_reaches_no_edge() {
         // The box ended inside the last `1`, which the reader dropped unseen.
-        let mut reader = TwoLooks::new(read("1CMV33", 0.99, false), read("1CMV331", 0.98, false));
-        assert_eq!(reader.final_read().text, "1CMV331");
+        let mut reader = two_looks(read("1CMV33", 0.99, false), read("1CMV331", 0.98, false));
+        assert_eq!(final_read(&mut reader).text, "1CMV331");
         assert_eq!(reader.calls, 2);
     }
 
     #[test]
     fn a_longer_look_that_reads_the_plates_frame_leaves_a_sure_read_as_it_was() {
         // The frame as an `H`: it fits a layout but is clearly less sure.
-        let mut reader = TwoLooks::new(read("DP989CC", 0.99, false), read("DP989CCH", 0.84, false));
-        assert_eq!(reader.final_read().text, "DP989CC");
+        let mut reader = two_looks(read("DP989CC", 0.99, false), read("DP989CCH", 0.84, false));
+        assert_eq!(final_read(&mut reader).text, "DP989CC");
         // As sure, but no European plate has that shape.
-        let mut reader = TwoLooks::new(read("DP989CC", 0.99, false), read("DP989CC1", 0.99, false));
-        assert_eq!(reader.final_read().text, "DP989CC");
+        let mut reader = two_looks(read("DP989CC", 0.99, false), read("DP989CC1", 0.99, false));
+        assert_eq!(final_read(&mut reader).text, "DP989CC");
     }
 
     #[test]
     fn only_sure_reads_the_dutch_prior_did_not_decide_are_looked_at_again() {
         let wide = read("XXXXXXX", 0.99, false);
         // Decided by the Dutch prior: its sidecode fixes the length.
-        let mut dutch = TwoLooks::new(read("85GJ45", 0.99, true), wide.clone());
-        assert_eq!(dutch.final_read().text, "85GJ45");
+        let mut dutch = two_looks(read("85GJ45", 0.99, true), wide.clone());
+        assert_eq!(final_read(&mut dutch).text, "85GJ45");
         assert_eq!(dutch.calls, 1);
         // Unsure: it is not accepted anyway.
-        let mut unsure = TwoLooks::new(read("AB123CD", SURE_FOREIGN - 0.1, false), wide);
-        assert_eq!(unsure.final_read().text, "AB123CD");
+        let mut unsure = two_looks(read("AB123CD", SURE_FOREIGN - 0.1, false), wide);
+        assert_eq!(final_read(&mut unsure).text, "AB123CD");
         assert_eq!(unsure.calls, 1);
     }
 
     #[test]
     fn a_read_cut_at_the_crop_edge_is_read_again_from_a_longer_crop() {
-        let image = RgbImage::from_pixel(400, 200, image::Rgb([200, 200, 200]));
-        let plain = rectify::rectify(&image, &detection().corners).expect("crop");
+        let image = gray_frame();
+        let plain = plain_crop();
         // The first lengthening (by WIDEN_BY) shows the whole plate.
-        let mut reader = CutReader {
-            whole_at: plain.width() + plain.width() / 5,
-            calls: 0,
-        };
+        let mut reader = cut_reader(plain.width() + plain.width() / 5);
         let out = rectify_and_read(&mut reader, &image, vec![detection()]).expect("read");
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].2.text, PLATE);
@@ -804,13 +789,9 @@ mod tests {
 
     #[test]
     fn a_read_still_cut_after_the_longest_crop_is_not_confident() {
-        let image = RgbImage::from_pixel(400, 200, image::Rgb([200, 200, 200]));
-        let plain = rectify::rectify(&image, &detection().corners).expect("crop");
+        let image = gray_frame();
         // Each lengthening shows one more character, the last never.
-        let mut reader = CutReader {
-            whole_at: plain.width() * 8 / 5,
-            calls: 0,
-        };
+        let mut reader = cut_reader(plain_crop().width() * 8 / 5);
         let out = rectify_and_read(&mut reader, &image, vec![detection()]).expect("read");
         assert_eq!(reader.calls, 1 + WIDEN_ROUNDS);
         let r = &out[0].2;
