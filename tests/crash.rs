@@ -25,14 +25,13 @@ use tokio_util::sync::CancellationToken;
 
 mod common;
 
-use common::ScriptedDetector;
+use common::{ScriptedDetector, ScriptedReader};
 
 use anpr_edge::clock::TimeSource;
 use anpr_edge::config::Config;
 use anpr_edge::keys::EvidenceSigner;
 use anpr_edge::metrics::Metrics;
 use anpr_edge::pipeline::{self, Parts};
-use anpr_edge::read::{PlateReader, ReadError, TextRead};
 use anpr_edge::receiver;
 use anpr_edge::status::DeviceFacts;
 use anpr_edge::store::Store;
@@ -55,26 +54,9 @@ fn grey_of(k: usize) -> u8 {
     (40 + k * 5) as u8
 }
 
-/// Reads the plate whose number the crop's grey level encodes.
-struct ScriptedReader;
-
-impl PlateReader for ScriptedReader {
-    fn read(&mut self, crops: &[RgbImage]) -> Result<Vec<TextRead>, ReadError> {
-        Ok(crops
-            .iter()
-            .map(|c| {
-                let grey = c.get_pixel(c.width() / 2, c.height() / 2)[0] as usize;
-                let k = (grey.saturating_sub(40) + 2) / 5;
-                TextRead {
-                    text: plate_text(k),
-                    char_confidences: vec![0.95; 6],
-                    confidence: 0.95,
-                    country: None,
-                    sidecode: None,
-                }
-            })
-            .collect())
-    }
+/// The plate whose number a crop's grey level encodes ([`grey_of`]).
+fn plate_of_grey(grey: u8) -> String {
+    plate_text((usize::from(grey).saturating_sub(40) + 2) / 5)
 }
 
 fn write_frames(dir: &std::path::Path) {
@@ -167,7 +149,7 @@ fn crash_child() {
     runtime.block_on(async move {
         let parts = Parts {
             detector: Box::new(ScriptedDetector::default()),
-            reader: Box::new(ScriptedReader),
+            reader: Box::new(ScriptedReader(plate_of_grey)),
             backend: Arc::new(HttpsBackend::new(&cfg.upload).expect("backend")),
             cameras: pipeline::cameras_from_config(&cfg.cameras, true),
             policy: pipeline::policy_from_config(&cfg).expect("lists"),

@@ -11,7 +11,7 @@ use image::RgbImage;
 
 mod common;
 
-use common::ScriptedDetector;
+use common::{ScriptedDetector, ScriptedReader};
 
 use anpr_edge::clock::TimeSource;
 use anpr_edge::config::Config;
@@ -19,34 +19,13 @@ use anpr_edge::metrics::CameraState;
 use anpr_edge::pipeline::{self, Parts};
 use anpr_edge::policy::bundle::{self, BundleMeta, ListKind};
 use anpr_edge::policy::hash::HmacKey;
-use anpr_edge::read::{PlateReader, ReadError, TextRead};
 use anpr_edge::status::DeviceFacts;
 use anpr_edge::store::{PendingRecord, Store};
 use anpr_edge::upload::{Ack, Backend, UploadError};
 
-/// Reads the plate whose number the crop's first pixel's red value encodes.
-struct ScriptedReader;
-
-impl PlateReader for ScriptedReader {
-    fn read(&mut self, crops: &[RgbImage]) -> Result<Vec<TextRead>, ReadError> {
-        Ok(crops
-            .iter()
-            .map(|c| {
-                let text = if c.get_pixel(c.width() / 2, c.height() / 2)[0] > 128 {
-                    "VBX12P"
-                } else {
-                    "GH066X"
-                };
-                TextRead {
-                    text: text.into(),
-                    char_confidences: vec![0.95; 6],
-                    confidence: 0.95,
-                    country: None,
-                    sidecode: None,
-                }
-            })
-            .collect())
-    }
+/// A bright plate reads as `VBX12P`, a dark one as `GH066X`.
+fn plate_of_red(red: u8) -> String {
+    if red > 128 { "VBX12P" } else { "GH066X" }.into()
 }
 
 #[derive(Default)]
@@ -148,7 +127,7 @@ fn parts_with(cfg: &Config, backend: Arc<RecordingBackend>, detect_delay: Durati
         detector: Box::new(ScriptedDetector {
             delay: detect_delay,
         }),
-        reader: Box::new(ScriptedReader),
+        reader: Box::new(ScriptedReader(plate_of_red)),
         backend,
         cameras: pipeline::cameras_from_config(&cfg.cameras, false),
         policy: pipeline::policy_from_config(cfg).expect("lists"),

@@ -1,6 +1,6 @@
 //! What the integration tests with scripted models share: a detector that
-//! finds one plate wherever a frame says so, the frames that say so, and a
-//! signed hit list.
+//! finds one plate wherever a frame says so, a reader that reads what the
+//! crop's colour says, the frames that say so, and a signed hit list.
 //! Each test binary uses part of it.
 #![allow(dead_code)]
 
@@ -13,6 +13,7 @@ use anpr_edge::detect::{DetectError, PlateDetector};
 use anpr_edge::message::{BoxF, Detection};
 use anpr_edge::policy::bundle::{self, BundleMeta, KeyFiles, ListKind};
 use anpr_edge::policy::hash::HmacKey;
+use anpr_edge::read::{PlateReader, ReadError, TextRead};
 
 /// Where a scripted frame's plate is painted and found: 50x12 px at (10, 10).
 pub const PLATE: BoxF = BoxF {
@@ -78,4 +79,26 @@ pub fn write_hit_list(dir: &Path, zone: &str, version: u64, plates: &[&str]) -> 
     let hits = bundle::build_from_csv(ListKind::Hit, &meta, &csv, &hmac, &signing).expect("bundle");
     std::fs::write(dir.join("hits.bundle"), hits).expect("write");
     keys
+}
+
+/// Reads, sure at 0.95, the text its function gives for the red value at the
+/// centre of each crop: a test paints a plate's colour to say which plate it is.
+pub struct ScriptedReader(pub fn(u8) -> String);
+
+impl PlateReader for ScriptedReader {
+    fn read(&mut self, crops: &[RgbImage]) -> Result<Vec<TextRead>, ReadError> {
+        Ok(crops
+            .iter()
+            .map(|c| {
+                let text = (self.0)(c.get_pixel(c.width() / 2, c.height() / 2)[0]);
+                TextRead {
+                    char_confidences: vec![0.95; text.chars().count()],
+                    text,
+                    confidence: 0.95,
+                    country: None,
+                    sidecode: None,
+                }
+            })
+            .collect())
+    }
 }
