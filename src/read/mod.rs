@@ -229,12 +229,7 @@ pub fn rectify_and_read(
     let mut out = Vec::with_capacity(plans.len());
     // Per entry of `out`: whether its read is of two rows joined.
     let mut two_rows = Vec::with_capacity(plans.len());
-    // (index into `out`, left, right): reads that reach an edge on that side.
-    let mut widen: Vec<(usize, bool, bool)> = Vec::new();
-    // Entries of `out` lengthened only because they are sure foreign reads
-    // ([`checks_sure_foreign`]): a longer read replaces them only where it
-    // follows a layout.
-    let mut checked: Vec<usize> = Vec::new();
+    let mut widen: Vec<Widen> = Vec::new();
     for plan in plans {
         let i = plan.first;
         if !plan.squat {
@@ -243,18 +238,21 @@ pub fn rectify_and_read(
             // cut short (`H803` of `H803SF`): look on both sides.
             let off_format =
                 !dutch::is_dutch_plate(&text.text) && dutch::looks_dutch_yellow(&plan.crop);
-            let (left, right) = if off_format {
-                (true, true)
-            } else if checks_sure_foreign(&text) {
-                // Both sides: where a character was dropped unseen, the
-                // extent says nothing of which end lost it.
-                checked.push(out.len());
+            let check_only = !off_format && checks_sure_foreign(&text);
+            // Both sides for a check: where a character was dropped unseen,
+            // the extent says nothing of which end lost it.
+            let (left, right) = if off_format || check_only {
                 (true, true)
             } else {
                 touches(extent)
             };
             if left || right {
-                widen.push((out.len(), left, right));
+                widen.push(Widen {
+                    entry: out.len(),
+                    left,
+                    right,
+                    check_only,
+                });
             }
             out.push((plan.detection, plan.crop, text));
             two_rows.push(false);
@@ -286,11 +284,11 @@ pub fn rectify_and_read(
         let by = WIDEN_BY * round as f32;
         let mut crops = Vec::with_capacity(widen.len());
         let mut asked = Vec::with_capacity(widen.len());
-        for (k, left, right) in widen {
-            let corners = rectify::extend_corners(&out[k].0.corners, left, right, by);
+        for w in widen {
+            let corners = rectify::extend_corners(&out[w.entry].0.corners, w.left, w.right, by);
             if let Some(crop) = rectify::rectify(image, &corners) {
                 crops.push(crop);
-                asked.push((k, left, right));
+                asked.push(w);
             }
         }
         if crops.is_empty() {
@@ -298,10 +296,9 @@ pub fn rectify_and_read(
         }
         let wide_reads = read_each(reader, &crops)?;
         let mut again = Vec::new();
-        for ((k, left, right), (crop, (wide, extent))) in
-            asked.into_iter().zip(crops.into_iter().zip(wide_reads))
+        for (w, (crop, (wide, extent))) in asked.into_iter().zip(crops.into_iter().zip(wide_reads))
         {
-            let entry = &mut out[k];
+            let entry = &mut out[w.entry];
             // A sure read looked at again only to check it keeps its place
             // unless the longer read follows a layout and is about as sure:
             // a plate's frame or a bumper edge read as one more character
@@ -310,7 +307,7 @@ pub fn rectify_and_read(
                 (dutch::is_dutch_plate(&wide.text) || layout::fits_european_layout(&wide.text))
                     && wide.confidence + WIDER_GAIN >= entry.2.confidence
             };
-            if prefer_widened(&entry.2, &wide) && (!checked.contains(&k) || checked_holds()) {
+            if prefer_widened(&entry.2, &wide) && (!w.check_only || checked_holds()) {
                 entry.1 = crop;
                 entry.2 = wide;
                 let (l, r) = touches(extent);
@@ -322,7 +319,11 @@ pub fn rectify_and_read(
                     // missing that no crop showed.
                     dutch::discount(&mut entry.2, dutch::OFF_FORMAT_FACTOR);
                 } else {
-                    again.push((k, left || l, right || r));
+                    again.push(Widen {
+                        left: w.left || l,
+                        right: w.right || r,
+                        ..w
+                    });
                 }
             }
         }
@@ -337,6 +338,19 @@ pub fn rectify_and_read(
     Ok(out)
 }
 
+/// A read to look at again in a crop lengthened on the sides named.
+#[derive(Clone, Copy)]
+struct Widen {
+    /// Its index in `rectify_and_read`'s reads.
+    entry: usize,
+    left: bool,
+    right: bool,
+    /// Looked at only because it is a sure foreign read
+    /// ([`checks_sure_foreign`]), not because it reaches an edge: a longer
+    /// read replaces it only where that follows a layout and is about as sure.
+    check_only: bool,
+}
+
 /// Least confidence of a read the Dutch prior did not decide for it to be
 /// looked at again from a longer crop though its characters do not reach the
 /// crop's edge: the acceptance threshold's default, where a wrong read
@@ -346,10 +360,9 @@ pub const SURE_FOREIGN: f32 = 0.8;
 /// Whether a read is a sure one the Dutch prior did not decide, shaped like
 /// a European plate (any other is discounted as off-format and not accepted
 /// anyway), of a length that leaves room for a character the detector's box
-/// cut off. The
-/// box can end inside a plate's last character, which the reader then drops
-/// without a trace at the crop's edge (`1CMV33` of Belgian `1CMV331`, read at
-/// 0.99): only a longer look tells.
+/// cut off. The box can end inside a plate's last character, which the
+/// reader then drops without a trace at the crop's edge (`1CMV33` of Belgian
+/// `1CMV331`, read at 0.99): only a longer look tells.
 fn checks_sure_foreign(read: &TextRead) -> bool {
     read.country.is_none()
         && read.confidence >= SURE_FOREIGN
@@ -811,11 +824,10 @@ mod tests {
                 Ok(crops.iter().map(|_| read("ZG1234AB", 0.9, false)).collect())
             }
         }
-        let image = RgbImage::from_pixel(400, 200, image::Rgb([200, 200, 200]));
         let mut reader = Clear(0);
-        let out = rectify_and_read(&mut reader, &image, vec![detection()]).expect("read");
-        assert_eq!(out[0].2.text, "ZG1234AB");
-        assert_eq!(out[0].2.confidence, 0.9);
+        let r = final_read(&mut reader);
+        assert_eq!(r.text, "ZG1234AB");
+        assert_eq!(r.confidence, 0.9);
         assert_eq!(reader.0, 1, "no extent known: never lengthened");
     }
 
@@ -843,8 +855,7 @@ mod tests {
             score: 0.9,
         };
         assert!(rectify::is_squat(&square.corners));
-        let image = RgbImage::from_pixel(400, 200, image::Rgb([200, 200, 200]));
-        let out = rectify_and_read(&mut Rows, &image, vec![square]).expect("read");
+        let out = rectify_and_read(&mut Rows, &gray_frame(), vec![square]).expect("read");
         let r = &out[0].2;
         assert_eq!(r.text, "10922BX");
         assert!((r.confidence - 0.97 * 0.93).abs() < 1e-6, "{r:?}");
@@ -870,23 +881,26 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_box_around_one_row_of_a_square_plate_is_stretched_to_read_the_other() {
-        let image = RgbImage::from_pixel(400, 200, image::Rgb([200, 200, 200]));
-        let mut reader = Script(vec![
-            // The detected box holds the top row only.
+    /// The detected box holds the top row, `10922`, of a square plate.
+    /// Stretched down, the crop reads that row over `bottom`; stretched up,
+    /// nothing over the row itself.
+    fn top_row_over(bottom: TextRead) -> Script {
+        Script(vec![
             vec![read("10922", 0.98, false)],
-            // Stretched down: top row, bottom row with a screw read as a
-            // faint `I`; stretched up: nothing above, the row itself below.
             vec![
                 row("10922", &[0.99; 5]),
-                row("BXI", &[0.94, 0.92, 0.15]),
+                bottom,
                 row("", &[]),
                 row("10922", &[0.98; 5]),
             ],
-        ]);
-        let out = rectify_and_read(&mut reader, &image, vec![detection()]).expect("read");
-        let r = &out[0].2;
+        ])
+    }
+
+    #[test]
+    fn a_box_around_one_row_of_a_square_plate_is_stretched_to_read_the_other() {
+        // The bottom row with a screw read as a faint `I`.
+        let mut reader = top_row_over(row("BXI", &[0.94, 0.92, 0.15]));
+        let r = final_read(&mut reader);
         assert_eq!(r.text, "10922BX");
         assert!((r.confidence - 0.99 * 0.92).abs() < 1e-6, "{r:?}");
         assert!(reader.0.is_empty(), "both looks were read");
@@ -894,28 +908,15 @@ mod tests {
 
     #[test]
     fn a_stretched_read_that_follows_no_layout_leaves_the_row_as_it_was() {
-        let image = RgbImage::from_pixel(400, 200, image::Rgb([200, 200, 200]));
-        let mut reader = Script(vec![
-            vec![read("10922", 0.98, false)],
-            vec![
-                row("10922", &[0.99; 5]),
-                row("B7", &[0.9, 0.9]),
-                row("", &[]),
-                row("10922", &[0.98; 5]),
-            ],
-        ]);
-        let out = rectify_and_read(&mut reader, &image, vec![detection()]).expect("read");
-        let r = &out[0].2;
+        let r = final_read(&mut top_row_over(row("B7", &[0.9, 0.9])));
         assert_eq!(r.text, "10922");
         assert!(r.confidence < 0.8, "digits alone stay unsure: {r:?}");
     }
 
     #[test]
     fn a_whole_plate_read_is_never_stretched() {
-        let image = RgbImage::from_pixel(400, 200, image::Rgb([200, 200, 200]));
         let mut reader = Script(vec![vec![read("ZG1234AB", 0.9, false)]]);
-        let out = rectify_and_read(&mut reader, &image, vec![detection()]).expect("read");
-        assert_eq!(out[0].2.text, "ZG1234AB");
+        assert_eq!(final_read(&mut reader).text, "ZG1234AB");
     }
 
     #[test]
@@ -926,9 +927,7 @@ mod tests {
                 Ok(crops.iter().map(|_| read("17859AM", 0.95, false)).collect())
             }
         }
-        let image = RgbImage::from_pixel(400, 200, image::Rgb([200, 200, 200]));
-        let out = rectify_and_read(&mut Fixed, &image, vec![detection()]).expect("read");
-        let r = &out[0].2;
+        let r = final_read(&mut Fixed);
         assert_eq!(r.text, "17859AM");
         assert!(
             (r.confidence - 0.95 * dutch::OFF_FORMAT_FACTOR).abs() < 1e-6,
