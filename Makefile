@@ -18,19 +18,21 @@ deps:
 models:
 	scripts/fetch-models.sh
 
+# The daemon alone, so that no tool's feature reaches the controller's binary.
 build: deps
-	$(CARGO) build --release
+	$(CARGO) build --release -p anpr-edge
 
 # The dev profile builds dependencies optimised (Cargo.toml) and shares its
 # build with `make test`, so the demo starts at once after the tests.
 demo: deps models
-	$(CARGO) run -- demo
+	$(CARGO) run -p anpr-lab -- demo
 
-# The browser test runs too: its Chromium comes from Debian (browser-deps),
-# and ANPR_EDGE_REQUIRE_BROWSER turns a missing chromedriver into a failure
-# rather than a skip.
+# Every crate's tests. The browser test runs too: its Chromium comes from
+# Debian (browser-deps). ANPR_EDGE_REQUIRE_BROWSER and ANPR_EDGE_REQUIRE_MODELS
+# turn a missing chromedriver or model into a failure rather than a skip, so
+# this target never passes on tests that did not run.
 test: deps models browser-deps
-	ANPR_EDGE_REQUIRE_BROWSER=1 $(CARGO) test --all-targets
+	ANPR_EDGE_REQUIRE_BROWSER=1 ANPR_EDGE_REQUIRE_MODELS=1 $(CARGO) test --workspace --all-targets
 
 # Debian's chromium and chromium-driver (about 100 MB) for the status page's
 # browser test (tests/status_browser.rs).
@@ -43,15 +45,15 @@ browser-test: deps models browser-deps
 	scripts/browser-test.sh
 
 bench: deps models
-	$(CARGO) bench
+	$(CARGO) bench --workspace
 
 lint:
-	$(CARGO) fmt --check
-	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # Debian packages for the controller (arm64, cross-built without Docker) and
 # for amd64: target/package/anpr-edge_VERSION-1_{arm64,amd64}.deb. Not part of
-# `make test`: cross builds are slow. See docs/install.md.
+# `make test`: cross builds are slow. See docs/guide/installer.md.
 package: deps models
 	scripts/cross-build.sh --deps aarch64
 	scripts/package.sh arm64 --no-build

@@ -11,5 +11,5 @@ if ! command -v chromedriver >/dev/null 2>&1; then
 	$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 [ -f models/cache/clp_det.onnx ] || scripts/fetch-models.sh
-cargo test --test status_browser -- --nocapture
+cargo test -p anpr-lab --test status_browser -- --nocapture
 ls -l test-artifacts/

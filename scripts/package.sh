@@ -92,7 +92,8 @@ host_bin="$bin"
 
 doc="$stage/usr/share/doc/anpr-edge"
 install -m 0644 "$root/packaging/debian/copyright" "$doc/copyright"
-install -m 0644 "$root/README.md" "$root/docs/install.md" "$doc/"
+install -m 0644 "$root/README.md" "$doc/"
+install -m 0644 "$root/docs/guide/installer.md" "$doc/install.md"
 install -m 0644 "$root/config.example.toml" "$doc/config.example.toml"
 date_r="$(date -R -d "@${SOURCE_DATE_EPOCH:-$(git -C "$root" log -1 --format=%ct 2>/dev/null || date +%s)}")"
 cat > "$doc/changelog.Debian" <<CHANGELOG

@@ -16,9 +16,12 @@ set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bin="$root/target/aarch64-unknown-linux-gnu/release/anpr-edge"
+lab="$root/target/aarch64-unknown-linux-gnu/release/anpr-lab"
 if [ "${1:-}" != --no-build ]; then
     bin="$("$root/scripts/cross-build.sh" aarch64 | tail -1)"
 fi
+# The demo harness is the lab's, never shipped: built for arm64 only here.
+[ -x "$lab" ] || lab="$("$root/scripts/cross-build.sh" --package anpr-lab aarch64 | tail -1)"
 [ -x "$bin" ] || { echo "qemu-smoke: no arm64 binary at $bin (scripts/cross-build.sh)" >&2; exit 1; }
 
 qemu="$(command -v qemu-aarch64 || command -v qemu-aarch64-static || true)"
@@ -61,7 +64,7 @@ echo "$out"
 echo "== demo --small (arm64 ONNX Runtime, real models, TLS upload)"
 start=$(date +%s)
 set +e
-run demo --small --models-dir "$models" --out "$work/demo" 2>&1 | tee "$work/demo.log"
+"$qemu" "$lab" demo --small --models-dir "$models" --out "$work/demo" 2>&1 | tee "$work/demo.log"
 rc=${PIPESTATUS[0]}
 set -e
 secs=$(( $(date +%s) - start ))

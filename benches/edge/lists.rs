@@ -11,9 +11,9 @@ use chrono::{NaiveDate, Utc};
 use criterion::{criterion_group, criterion_main, Criterion};
 use ed25519_dalek::SigningKey;
 
-use anpr_edge::policy::bundle::{self, BundleMeta, Decoded, Entries, HitEntry};
-use anpr_edge::policy::hash::HmacKey;
-use anpr_edge::policy::lists::HitList;
+use anpr_edge::policy::lists::{self, Decoded, HitList};
+use anpr_wire::bundle::{self, BundleMeta, Entries, HitEntry};
+use anpr_wire::hash::HmacKey;
 
 const N: usize = 1_000_000;
 
@@ -49,9 +49,9 @@ fn make_bundle(key: &HmacKey, signing: &SigningKey) -> Vec<u8> {
 }
 
 fn load(bytes: &[u8], signing: &SigningKey) -> HitList {
-    match bundle::decode(bytes, &signing.verifying_key()).expect("valid") {
-        Decoded::Hit(_, list) => list,
-        Decoded::Exemption(..) => unreachable!("a hit list was built"),
+    match lists::decode(bytes, &signing.verifying_key()).expect("valid") {
+        (_, Decoded::Hit(list)) => list,
+        (_, Decoded::Exemption(_)) => unreachable!("a hit list was built"),
     }
 }
 

@@ -7,8 +7,8 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
-use anpr_edge::store::testing::{sample_context, sample_violation, sized_violation};
 use anpr_edge::store::Store;
+use anpr_edge::testing::{sample_context, sample_violation, sized_violation};
 
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -8,8 +8,9 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use image::RgbImage;
 
 use anpr_edge::clock::SyncState;
+use anpr_edge::clock::Timestamp;
 use anpr_edge::config::TrackConfig;
-use anpr_edge::message::{BoxF, Detection, Frame, Instant2, PlateRead, ReadFrame};
+use anpr_edge::message::{BoxF, Detection, Frame, PlateRead, PlateText, ReadFrame};
 use anpr_edge::track::Tracker;
 
 fn frame(seq: u64, plates: usize, crop: &Arc<RgbImage>, image: &Arc<RgbImage>) -> ReadFrame {
@@ -35,10 +36,12 @@ fn frame(seq: u64, plates: usize, crop: &Arc<RgbImage>, image: &Arc<RgbImage>) -
                     ],
                     score: 0.5,
                 },
-                text: format!("AB{i:03}C"),
-                char_confidences: vec![0.9; 6],
-                confidence: 0.9,
-                country: None,
+                plate: PlateText {
+                    text: format!("AB{i:03}C"),
+                    char_confidences: vec![0.9; 6],
+                    confidence: 0.9,
+                    country: None,
+                },
                 crop: crop.clone(),
             }
         })
@@ -47,7 +50,7 @@ fn frame(seq: u64, plates: usize, crop: &Arc<RgbImage>, image: &Arc<RgbImage>) -
         frame: Frame {
             camera: "a".into(),
             seq,
-            captured: Instant2 {
+            captured: Timestamp {
                 mono: Duration::from_millis(seq * 100),
                 wall: chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("valid")
                     + chrono::Duration::milliseconds(seq as i64 * 100),

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
-use anpr_edge::receiver::{self, ReceiverOptions};
-use anpr_edge::store::testing::{sample_context, sample_signer, sample_violation};
 use anpr_edge::store::Store;
+use anpr_edge::testing::{sample_context, sample_signer, sample_violation};
 use anpr_edge::upload::{Backend, HttpsBackend};
+use anpr_receiver::{self as receiver, ReceiverOptions};
 
 const N: usize = 64;
 
@@ -46,8 +46,12 @@ fn bench(c: &mut Criterion) {
                         .await
                         .expect("receiver");
                         rx.trust_device("cam-post-17", sample_signer().verifying_key());
-                        let backend =
-                            HttpsBackend::new(&pki.upload_config(&rx.url())).expect("backend");
+                        let backend = HttpsBackend::new(&anpr_edge::testing::upload_config(
+                            &rx.url(),
+                            &pki.ca_cert,
+                            Some((&pki.client_cert, &pki.client_key)),
+                        ))
+                        .expect("backend");
                         let t = Instant::now();
                         if batch == 1 {
                             for r in &recs {

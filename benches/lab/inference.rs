@@ -7,17 +7,21 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 
 use anpr_edge::config::{DetectConfig, RuntimeConfig};
-use anpr_edge::detect::retina::RetinaPlateDetector;
 use anpr_edge::detect::PlateDetector;
+use anpr_edge::models::crnn::CrnnReader;
+use anpr_edge::models::ppocr::PpOcrReader;
+use anpr_edge::models::retina::RetinaPlateDetector;
 use anpr_edge::models::ModelSet;
-use anpr_edge::read::crnn::CrnnReader;
-use anpr_edge::read::ppocr::PpOcrReader;
 use anpr_edge::read::{rectify, PlateReader};
-use anpr_edge::synth::{frame_truth, render_frame, Scenario};
+use anpr_lab::synth::{frame_truth, render_frame, Scenario};
 
 fn model_set(threads: usize) -> Option<ModelSet> {
     let cfg = RuntimeConfig {
-        models_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/models/cache").into(),
+        models_dir: concat!(
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../.."),
+            "/models/cache"
+        )
+        .into(),
         threads,
         ..RuntimeConfig::default()
     };
@@ -63,7 +67,7 @@ fn inference(c: &mut Criterion) {
     let mut g = c.benchmark_group("inference");
     g.sample_size(10);
     // The default: a coarse pass at 960 px and native-size windows on small
-    // or unsure finds (docs/detector.md); against one pass at native size.
+    // or unsure finds (docs/measurements/detector.md); against one pass at native size.
     g.bench_function("detect_1920x1080", |b| {
         b.iter(|| detector.detect(&frame).expect("detects"))
     });

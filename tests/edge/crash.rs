@@ -23,19 +23,17 @@ use image::RgbImage;
 use rand::{Rng, SeedableRng};
 use tokio_util::sync::CancellationToken;
 
-mod common;
-
-use common::{ScriptedDetector, ScriptedReader};
+use anpr_edge::testing::{ScriptedDetector, ScriptedReader};
 
 use anpr_edge::clock::TimeSource;
 use anpr_edge::config::Config;
 use anpr_edge::keys::EvidenceSigner;
 use anpr_edge::metrics::Metrics;
 use anpr_edge::pipeline::{self, Parts};
-use anpr_edge::receiver;
 use anpr_edge::status::DeviceFacts;
 use anpr_edge::store::Store;
 use anpr_edge::upload::{run_uploader, Backend, HttpsBackend, UploaderParams};
+use anpr_receiver as receiver;
 
 /// Vehicles in the replay; each is on the hit list.
 const PLATES: usize = 40;
@@ -65,7 +63,7 @@ fn write_frames(dir: &std::path::Path) {
     let mut put = |plate: Option<usize>| {
         let mut img = RgbImage::new(80, 40);
         if let Some(k) = plate {
-            common::paint_plate(&mut img, grey_of(k));
+            anpr_edge::testing::paint_plate(&mut img, grey_of(k));
         }
         img.save(dir.join(format!("f{i:04}.png")))
             .expect("write frame");
@@ -83,7 +81,7 @@ fn prepare(dir: &std::path::Path, pki: &receiver::TestPki, url: &str) -> std::pa
     write_frames(&dir.join("frames"));
     let plates: Vec<String> = (0..PLATES).map(plate_text).collect();
     let plates: Vec<&str> = plates.iter().map(String::as_str).collect();
-    let keys = common::write_hit_list(dir, "crash-ze", 1, &plates);
+    let keys = anpr_edge::testing::write_hit_list(dir, "crash-ze", 1, &plates);
     // merge_window_s = 0: the replay loops, and a vehicle seen again is a new
     // passage rather than a parked one re-read.
     let text = format!(
@@ -152,7 +150,7 @@ fn crash_child() {
             reader: Box::new(ScriptedReader(plate_of_grey)),
             backend: Arc::new(HttpsBackend::new(&cfg.upload).expect("backend")),
             cameras: pipeline::cameras_from_config(&cfg.cameras, true),
-            policy: pipeline::policy_from_config(&cfg).expect("lists"),
+            policy: pipeline::policy_from_config(&cfg, TimeSource::real().clocks).expect("lists"),
             time: TimeSource::real(),
             facts: DeviceFacts {
                 device_id: DEVICE.into(),
@@ -264,6 +262,7 @@ async fn sigkill_of_the_daemon_at_random_moments_loses_and_duplicates_nothing() 
             backoff_initial: Duration::from_millis(20),
             backoff_max: Duration::from_millis(200),
             idle_poll: Duration::from_secs(60),
+            clocks: Arc::new(anpr_edge::clock::RealClocks::new()),
         },
         shutdown.clone(),
     ));

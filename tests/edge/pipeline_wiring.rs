@@ -9,19 +9,17 @@ use std::time::Duration;
 
 use image::RgbImage;
 
-mod common;
-
-use common::{ScriptedDetector, ScriptedReader};
+use anpr_edge::testing::{ScriptedDetector, ScriptedReader};
 
 use anpr_edge::clock::TimeSource;
 use anpr_edge::config::Config;
 use anpr_edge::metrics::CameraState;
 use anpr_edge::pipeline::{self, Parts};
-use anpr_edge::policy::bundle::{self, BundleMeta, ListKind};
-use anpr_edge::policy::hash::HmacKey;
 use anpr_edge::status::DeviceFacts;
 use anpr_edge::store::{PendingRecord, Store};
 use anpr_edge::upload::{Ack, Backend, UploadError};
+use anpr_wire::bundle::{BundleMeta, ListKind};
+use anpr_wire::hash::HmacKey;
 
 /// A bright plate reads as `VBX12P`, a dark one as `GH066X`.
 fn plate_of_red(red: u8) -> String {
@@ -59,7 +57,7 @@ fn write_frames_with_gap(dir: &std::path::Path, n: usize, gap: usize) {
     let mut put = |plate: Option<u8>| {
         let mut img = RgbImage::new(80, 40);
         if let Some(v) = plate {
-            common::paint_plate(&mut img, v);
+            anpr_edge::testing::paint_plate(&mut img, v);
         }
         img.save(dir.join(format!("f{i:04}.png")))
             .expect("write frame");
@@ -79,7 +77,7 @@ fn config(dir: &std::path::Path, extra_camera: &str) -> Config {
 
 fn config_with(dir: &std::path::Path, extra_camera: &str, close_after_ms: u64) -> Config {
     std::fs::write(dir.join("ca.pem"), "unused by the in-process backend").expect("write");
-    let keys = common::write_hit_list(dir, "test-ze", 1, &["VBX12P"]);
+    let keys = anpr_edge::testing::write_hit_list(dir, "test-ze", 1, &["VBX12P"]);
     let text = format!(
         r#"
 [device]
@@ -130,7 +128,8 @@ fn parts_with(cfg: &Config, backend: Arc<RecordingBackend>, detect_delay: Durati
         reader: Box::new(ScriptedReader(plate_of_red)),
         backend,
         cameras: pipeline::cameras_from_config(&cfg.cameras, false),
-        policy: pipeline::policy_from_config(cfg).expect("lists"),
+        policy: pipeline::policy_from_config(cfg, Arc::new(anpr_edge::clock::RealClocks::new()))
+            .expect("lists"),
         time: TimeSource::real(),
         facts: DeviceFacts {
             device_id: "t-1".into(),
@@ -261,20 +260,21 @@ async fn lists_are_downloaded_saved_and_shown_on_the_status_page() {
     std::fs::create_dir(dir.path().join("frames")).expect("mkdir");
     write_frames(&dir.path().join("frames"), 1);
     let mut cfg = config(dir.path(), "");
-    let pki = anpr_edge::receiver::generate_test_pki(&dir.path().join("pki")).expect("pki");
-    let receiver = anpr_edge::receiver::start("127.0.0.1:0".parse().expect("addr"), &pki)
+    let pki = anpr_receiver::generate_test_pki(&dir.path().join("pki")).expect("pki");
+    let receiver = anpr_receiver::start("127.0.0.1:0".parse().expect("addr"), &pki)
         .await
         .expect("receiver");
     let keys = dir.path().join("keys");
     let hmac = HmacKey::load("k1", &keys.join("hmac.key")).expect("hmac key");
-    let signing = bundle::load_signing_key(&keys.join("signing.key")).expect("signing key");
+    let signing =
+        anpr_wire::build::load_signing_key(&keys.join("signing.key")).expect("signing key");
     let meta = BundleMeta {
         zone: "test-ze".into(),
         version: 2,
         created_at: chrono::Utc::now(),
         key_id: "k1".into(),
     };
-    let v2 = bundle::build_from_csv(
+    let v2 = anpr_wire::build::build_from_csv(
         ListKind::Hit,
         &meta,
         "plate,entry_id,banned_from\nVBX12P,h1,2025-01-01\nGH066X,h2,2025-01-01\n",

@@ -11,17 +11,15 @@ use std::time::Duration;
 use image::{Rgb, RgbImage};
 use reqwest::header;
 
-mod common;
-
-use common::{ScriptedDetector, ScriptedReader};
+use anpr_edge::testing::{ScriptedDetector, ScriptedReader};
 
 use anpr_edge::clock::{FixedClockSync, SimulatedClocks, SyncState, TimeSource};
 use anpr_edge::config::Config;
 use anpr_edge::pipeline::{self, Parts, Running};
-use anpr_edge::policy::hash::HmacKey;
 use anpr_edge::status::DeviceFacts;
 use anpr_edge::store::PendingRecord;
 use anpr_edge::upload::{Ack, Backend, UploadError};
+use anpr_wire::hash::HmacKey;
 
 const PASSWORD: &str = "fieldtech-1234";
 const HIT: &str = "VBX12P";
@@ -54,7 +52,7 @@ fn write_frames(dir: &std::path::Path) {
         });
         img.put_pixel(0, 0, Rgb([0, 0, 0]));
         if let Some(v) = plate {
-            common::paint_plate(&mut img, v);
+            anpr_edge::testing::paint_plate(&mut img, v);
         }
         img.save(dir.join(format!("f{i:04}.png"))).expect("frame");
         i += 1;
@@ -77,8 +75,8 @@ async fn start(extra_camera: &str, status_extra: &str, https: bool) -> Rig {
     let tmp = tempfile::tempdir().expect("tempdir");
     let dir = tmp.path();
     write_frames(&dir.join("frames"));
-    let pki = anpr_edge::receiver::generate_test_pki(&dir.join("pki")).expect("pki");
-    let keys = common::write_hit_list(dir, "test-ze", 3, &[HIT]);
+    let pki = anpr_receiver::generate_test_pki(&dir.join("pki")).expect("pki");
+    let keys = anpr_edge::testing::write_hit_list(dir, "test-ze", 3, &[HIT]);
     let tls = if https {
         format!(
             "tls_cert = \"{}\"\ntls_key = \"{}\"\n",
@@ -145,7 +143,7 @@ session_s = 600
         reader: Box::new(ScriptedReader(plate_of_red)),
         backend: Arc::new(AckingBackend),
         cameras: pipeline::cameras_from_config(&cfg.cameras, false),
-        policy: pipeline::policy_from_config(&cfg).expect("lists"),
+        policy: pipeline::policy_from_config(&cfg, time.clocks.clone()).expect("lists"),
         time,
         facts: DeviceFacts {
             device_id: "pole-17".into(),

@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use anpr_edge::keys::{self, EvidenceSigner};
 use anpr_edge::metrics::Metrics;
-use anpr_edge::receiver::{self, ReceiverOptions, TestPki};
-use anpr_edge::store::testing::{sample_context, sample_signer, sample_violation};
 use anpr_edge::store::{PendingRecord, Store};
+use anpr_edge::testing::{sample_context, sample_signer, sample_violation};
 use anpr_edge::upload::{run_uploader, Backend, HttpsBackend, UploadError, UploaderParams};
+use anpr_receiver::{self as receiver, ReceiverOptions, TestPki};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
@@ -45,7 +45,11 @@ async fn mutual_tls_admits_the_device_certificate_and_refuses_none() {
     let rx = strict_receiver(&pki).await;
     let (_db, recs) = store_with(dir.path(), 1);
 
-    let mut anonymous = pki.upload_config(&rx.url());
+    let mut anonymous = anpr_edge::testing::upload_config(
+        &rx.url(),
+        &pki.ca_cert,
+        Some((&pki.client_cert, &pki.client_key)),
+    );
     anonymous.client_cert = None;
     anonymous.client_key = None;
     let err = HttpsBackend::new(&anonymous)
@@ -59,11 +63,15 @@ async fn mutual_tls_admits_the_device_certificate_and_refuses_none() {
     );
     assert!(rx.received().is_empty());
 
-    let ack = HttpsBackend::new(&pki.upload_config(&rx.url()))
-        .expect("backend")
-        .deliver(&recs[0])
-        .await
-        .expect("ack");
+    let ack = HttpsBackend::new(&anpr_edge::testing::upload_config(
+        &rx.url(),
+        &pki.ca_cert,
+        Some((&pki.client_cert, &pki.client_key)),
+    ))
+    .expect("backend")
+    .deliver(&recs[0])
+    .await
+    .expect("ack");
     assert_eq!(ack.id, recs[0].id);
     assert_eq!(rx.received().len(), 1);
     rx.shutdown().await;
@@ -93,7 +101,7 @@ async fn the_provisioned_tls_key_and_evidence_key_are_accepted_end_to_end() {
     .expect("receiver");
     rx.trust_device(
         "cam-post-17",
-        keys::verifying_key_from_base64(&device.evidence_public_base64).expect("key"),
+        anpr_wire::chain::verifying_key_from_base64(&device.evidence_public_base64).expect("key"),
     );
     let db = dir.path().join("anpr.sqlite");
     let mut s = Store::open(&db).expect("store");
@@ -101,7 +109,11 @@ async fn the_provisioned_tls_key_and_evidence_key_are_accepted_end_to_end() {
     ctx.signer = EvidenceSigner::load(&device.evidence_key).expect("signer");
     s.record(&sample_violation("PROV1"), &ctx).expect("record");
     let rec = s.pending(1).expect("pending").remove(0);
-    let mut cfg = pki.upload_config(&rx.url());
+    let mut cfg = anpr_edge::testing::upload_config(
+        &rx.url(),
+        &pki.ca_cert,
+        Some((&pki.client_cert, &pki.client_key)),
+    );
     cfg.client_key = Some(device.tls_key.clone());
     let ack = HttpsBackend::new(&cfg)
         .expect("backend")
@@ -131,7 +143,12 @@ async fn the_receiver_refuses_tampered_unsigned_missing_and_reordered_records() 
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = receiver::generate_test_pki(&dir.path().join("pki")).expect("pki");
     let rx = strict_receiver(&pki).await;
-    let backend = HttpsBackend::new(&pki.upload_config(&rx.url())).expect("backend");
+    let backend = HttpsBackend::new(&anpr_edge::testing::upload_config(
+        &rx.url(),
+        &pki.ca_cert,
+        Some((&pki.client_cert, &pki.client_key)),
+    ))
+    .expect("backend");
     let (_db, recs) = store_with(dir.path(), 3);
 
     // Tampered: one character of the plate changed after signing.
@@ -182,7 +199,12 @@ async fn an_altered_predecessor_breaks_the_chain() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = receiver::generate_test_pki(&dir.path().join("pki")).expect("pki");
     let rx = strict_receiver(&pki).await;
-    let backend = HttpsBackend::new(&pki.upload_config(&rx.url())).expect("backend");
+    let backend = HttpsBackend::new(&anpr_edge::testing::upload_config(
+        &rx.url(),
+        &pki.ca_cert,
+        Some((&pki.client_cert, &pki.client_key)),
+    ))
+    .expect("backend");
     // Two copies of one fresh database (one chain id) whose first records differ.
     let a = dir.path().join("a.sqlite");
     drop(Store::open(&a).expect("store"));
@@ -218,8 +240,14 @@ async fn a_large_backlog_goes_in_batches_oldest_first() {
     let pki = receiver::generate_test_pki(&dir.path().join("pki")).expect("pki");
     let rx = strict_receiver(&pki).await;
     let (db, _) = store_with(dir.path(), 40);
-    let backend: Arc<dyn Backend> =
-        Arc::new(HttpsBackend::new(&pki.upload_config(&rx.url())).expect("backend"));
+    let backend: Arc<dyn Backend> = Arc::new(
+        HttpsBackend::new(&anpr_edge::testing::upload_config(
+            &rx.url(),
+            &pki.ca_cert,
+            Some((&pki.client_cert, &pki.client_key)),
+        ))
+        .expect("backend"),
+    );
     let metrics = Metrics::new();
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(run_uploader(
@@ -232,6 +260,7 @@ async fn a_large_backlog_goes_in_batches_oldest_first() {
             backoff_initial: Duration::from_millis(20),
             backoff_max: Duration::from_millis(100),
             idle_poll: Duration::from_secs(60),
+            clocks: Arc::new(anpr_edge::clock::RealClocks::new()),
         },
         shutdown.clone(),
     ));
@@ -403,7 +432,11 @@ async fn hostile_answers_are_errors_never_acknowledgements() {
     let answers = Arc::new(answers);
     let a2 = answers.clone();
     let addr = hostile_server(&pki, move |i| a2[i % kinds].clone()).await;
-    let mut cfg = pki.upload_config(&format!("https://{addr}"));
+    let mut cfg = anpr_edge::testing::upload_config(
+        &format!("https://{addr}"),
+        &pki.ca_cert,
+        Some((&pki.client_cert, &pki.client_key)),
+    );
     cfg.timeout_s = 2;
     let backend = HttpsBackend::new(&cfg).expect("backend");
 
@@ -442,6 +475,7 @@ async fn hostile_answers_are_errors_never_acknowledgements() {
             backoff_initial: Duration::from_millis(10),
             backoff_max: Duration::from_millis(20),
             idle_poll: Duration::from_secs(60),
+            clocks: Arc::new(anpr_edge::clock::RealClocks::new()),
         },
         shutdown.clone(),
     ));
@@ -470,7 +504,12 @@ async fn a_batch_answer_naming_a_stranger_acknowledges_nothing() {
         (http("200 OK", "", body.as_bytes()), None)
     })
     .await;
-    let backend = HttpsBackend::new(&pki.upload_config(&format!("https://{addr}"))).expect("b");
+    let backend = HttpsBackend::new(&anpr_edge::testing::upload_config(
+        &format!("https://{addr}"),
+        &pki.ca_cert,
+        Some((&pki.client_cert, &pki.client_key)),
+    ))
+    .expect("b");
     let err = backend.deliver_batch(&recs).await.expect_err("stranger");
     assert!(matches!(err, UploadError::WrongId { .. }), "{err}");
 }

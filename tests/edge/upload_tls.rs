@@ -4,10 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anpr_edge::metrics::Metrics;
-use anpr_edge::receiver::{self, ReceiverHandle, TestPki};
-use anpr_edge::store::testing::{sample_context, sample_signer, sample_violation};
 use anpr_edge::store::{PendingRecord, Store};
+use anpr_edge::testing::{sample_context, sample_signer, sample_violation};
 use anpr_edge::upload::{run_uploader, Backend, HttpsBackend, UploadError, UploaderParams};
+use anpr_receiver::{self as receiver, ReceiverHandle, TestPki};
 use tokio_util::sync::CancellationToken;
 
 struct Fixture {
@@ -49,7 +49,12 @@ fn first_pending(f: &Fixture) -> PendingRecord {
 #[tokio::test]
 async fn tls_round_trip_acks_and_a_repeat_is_stored_once() {
     let f = fixture(1).await;
-    let backend = HttpsBackend::new(&f.pki.upload_config(&f.rx.url())).expect("backend");
+    let backend = HttpsBackend::new(&anpr_edge::testing::upload_config(
+        &f.rx.url(),
+        &f.pki.ca_cert,
+        Some((&f.pki.client_cert, &f.pki.client_key)),
+    ))
+    .expect("backend");
     let rec = first_pending(&f);
     let ack = backend.deliver(&rec).await.expect("ack");
     assert_eq!(ack.id, rec.id);
@@ -69,7 +74,12 @@ async fn client_trusting_another_ca_gets_a_tls_error_not_an_ack() {
     let f = fixture(1).await;
     let other_dir = tempfile::tempdir().expect("tempdir");
     let other = receiver::generate_test_pki(other_dir.path()).expect("other pki");
-    let backend = HttpsBackend::new(&other.upload_config(&f.rx.url())).expect("backend");
+    let backend = HttpsBackend::new(&anpr_edge::testing::upload_config(
+        &f.rx.url(),
+        &other.ca_cert,
+        Some((&other.client_cert, &other.client_key)),
+    ))
+    .expect("backend");
     let err = backend
         .deliver(&first_pending(&f))
         .await
@@ -88,7 +98,12 @@ async fn client_trusting_another_ca_gets_a_tls_error_not_an_ack() {
 #[tokio::test]
 async fn tampered_image_is_rejected_with_422() {
     let f = fixture(1).await;
-    let backend = HttpsBackend::new(&f.pki.upload_config(&f.rx.url())).expect("backend");
+    let backend = HttpsBackend::new(&anpr_edge::testing::upload_config(
+        &f.rx.url(),
+        &f.pki.ca_cert,
+        Some((&f.pki.client_cert, &f.pki.client_key)),
+    ))
+    .expect("backend");
     let mut rec = first_pending(&f);
     let mid = rec.overview_jpeg.len() / 2;
     rec.overview_jpeg[mid] ^= 0x01;
@@ -109,7 +124,12 @@ async fn tampered_image_is_rejected_with_422() {
 #[tokio::test]
 async fn garbage_wrong_id_and_503_are_errors_never_acks() {
     let f = fixture(1).await;
-    let backend = HttpsBackend::new(&f.pki.upload_config(&f.rx.url())).expect("backend");
+    let backend = HttpsBackend::new(&anpr_edge::testing::upload_config(
+        &f.rx.url(),
+        &f.pki.ca_cert,
+        Some((&f.pki.client_cert, &f.pki.client_key)),
+    ))
+    .expect("backend");
     let rec = first_pending(&f);
 
     f.rx.answer_garbage_next(1);
@@ -139,8 +159,14 @@ async fn garbage_wrong_id_and_503_are_errors_never_acks() {
 #[tokio::test]
 async fn uploader_delivers_all_records_in_order_through_a_flaky_receiver() {
     let f = fixture(5).await;
-    let backend: Arc<dyn Backend> =
-        Arc::new(HttpsBackend::new(&f.pki.upload_config(&f.rx.url())).expect("backend"));
+    let backend: Arc<dyn Backend> = Arc::new(
+        HttpsBackend::new(&anpr_edge::testing::upload_config(
+            &f.rx.url(),
+            &f.pki.ca_cert,
+            Some((&f.pki.client_cert, &f.pki.client_key)),
+        ))
+        .expect("backend"),
+    );
     f.rx.fail_next(2, Duration::ZERO);
     f.rx.answer_garbage_next(1);
     let metrics = Metrics::new();
@@ -150,6 +176,7 @@ async fn uploader_delivers_all_records_in_order_through_a_flaky_receiver() {
         backoff_initial: Duration::from_millis(20),
         backoff_max: Duration::from_millis(100),
         idle_poll: Duration::from_secs(60),
+        clocks: Arc::new(anpr_edge::clock::RealClocks::new()),
     };
     let task = tokio::spawn(run_uploader(
         f.db.clone(),
@@ -199,7 +226,11 @@ async fn a_backend_that_never_answers_is_a_timeout_not_an_ack() {
             held.push(sock);
         }
     });
-    let mut cfg = f.pki.upload_config(&format!("https://{addr}"));
+    let mut cfg = anpr_edge::testing::upload_config(
+        &format!("https://{addr}"),
+        &f.pki.ca_cert,
+        Some((&f.pki.client_cert, &f.pki.client_key)),
+    );
     cfg.timeout_s = 1;
     let backend = HttpsBackend::new(&cfg).expect("backend");
     let started = std::time::Instant::now();

@@ -15,19 +15,9 @@ use std::time::{Duration, Instant};
 /// WATCHDOG_USEC handed to the daemon: it pings every half of this.
 const WATCHDOG_USEC: u64 = 400_000;
 
-fn models_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/cache");
-    assert!(
-        dir.join("clp_det.onnx").exists(),
-        "models are missing from {}: run `make models` (make test does)",
-        dir.display()
-    );
-    dir
-}
-
 /// A replay camera looping over a few plain frames, no lists (count only),
 /// an upload link to a closed port, and a 2 s stuck limit.
-fn write_config(dir: &Path) -> PathBuf {
+fn write_config(dir: &Path, models: &Path) -> PathBuf {
     let frames = dir.join("frames");
     std::fs::create_dir_all(&frames).expect("frames dir");
     for i in 0..3u8 {
@@ -35,7 +25,7 @@ fn write_config(dir: &Path) -> PathBuf {
         img.save(frames.join(format!("{i:03}.png")))
             .expect("write frame");
     }
-    let pki = anpr_edge::receiver::generate_test_pki(&dir.join("pki")).expect("pki");
+    let pki = anpr_receiver::generate_test_pki(&dir.join("pki")).expect("pki");
     let cfg = dir.join("config.toml");
     std::fs::write(
         &cfg,
@@ -71,7 +61,7 @@ listen = "127.0.0.1:0"
 [log]
 level = "warn"
 "#,
-            models = models_dir().display(),
+            models = models.display(),
             frames = frames.display(),
             dir = dir.display(),
             ca = pki.ca_cert.display(),
@@ -92,9 +82,10 @@ impl Drop for Daemon {
 
 /// Runs the daemon for `watch` after READY (or until `READY` is overdue) and
 /// returns each notify message with the time it arrived, and its stderr.
-fn run_daemon(fault: Option<&str>, watch: Duration) -> (Vec<(Instant, String)>, String) {
+fn run_daemon(fault: Option<&str>, watch: Duration) -> Option<(Vec<(Instant, String)>, String)> {
+    let models = anpr_edge::testing::fetched_models()?;
     let dir = tempfile::tempdir().expect("tempdir");
-    let cfg = write_config(dir.path());
+    let cfg = write_config(dir.path(), &models);
     let sock_path = dir.path().join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).expect("bind notify socket");
     sock.set_read_timeout(Some(Duration::from_millis(100)))
@@ -142,7 +133,7 @@ fn run_daemon(fault: Option<&str>, watch: Duration) -> (Vec<(Instant, String)>, 
     }
     drop(daemon);
     let stderr = std::fs::read_to_string(&log).unwrap_or_default();
-    (messages, stderr)
+    Some((messages, stderr))
 }
 
 fn pings_after(messages: &[(Instant, String)], after: Instant) -> Vec<Instant> {
@@ -163,7 +154,9 @@ fn ready_at(messages: &[(Instant, String)], stderr: &str) -> Instant {
 
 #[test]
 fn a_healthy_daemon_says_ready_then_keeps_pinging_the_watchdog() {
-    let (messages, stderr) = run_daemon(None, Duration::from_secs(6));
+    let Some((messages, stderr)) = run_daemon(None, Duration::from_secs(6)) else {
+        return;
+    };
     let ready = ready_at(&messages, &stderr);
     let texts: Vec<&str> = messages.iter().map(|(_, m)| m.as_str()).collect();
     let ready_index = texts.iter().position(|m| *m == "READY=1").unwrap_or(0);
@@ -189,7 +182,9 @@ fn a_healthy_daemon_says_ready_then_keeps_pinging_the_watchdog() {
 
 #[test]
 fn a_hung_detect_stage_stops_the_watchdog_pings() {
-    let (messages, stderr) = run_daemon(Some("hang-detect"), Duration::from_secs(8));
+    let Some((messages, stderr)) = run_daemon(Some("hang-detect"), Duration::from_secs(8)) else {
+        return;
+    };
     let texts: Vec<&str> = messages.iter().map(|(_, m)| m.as_str()).collect();
     let ready = ready_at(&messages, &stderr);
     let (stuck_at, _) = messages

@@ -8,28 +8,23 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anpr_edge::config::RuntimeConfig;
-use anpr_edge::eval::{self, EvalOptions, EvalSettings, Report};
 use anpr_edge::pipeline;
-use anpr_edge::synth::{frame_truth, render_frame, Scenario};
+use anpr_lab::eval::{self, EvalOptions, EvalSettings, Report};
+use anpr_lab::synth::{frame_truth, render_frame, Scenario};
 
-fn settings() -> EvalSettings {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/cache");
-    assert!(
-        dir.join("clp_det.onnx").exists(),
-        "models are missing from {}: run `make models` (make test does)",
-        dir.display()
-    );
-    EvalSettings {
+fn settings() -> Option<EvalSettings> {
+    let dir = anpr_edge::testing::fetched_models()?;
+    Some(EvalSettings {
         runtime: RuntimeConfig {
             models_dir: dir,
             ..RuntimeConfig::default()
         },
         ..EvalSettings::default()
-    }
+    })
 }
 
-fn run_eval(data: &Path, options: &EvalOptions) -> Report {
-    let s = settings();
+fn run_eval(data: &Path, options: &EvalOptions) -> Option<Report> {
+    let s = settings()?;
     let (mut det, mut reader) =
         pipeline::detector_and_reader(&s.runtime, &s.detect, &s.read).expect("models load");
     eval::evaluate(
@@ -40,6 +35,7 @@ fn run_eval(data: &Path, options: &EvalOptions) -> Report {
         options,
         &mut |_, _, _| {},
     )
+    .map(Some)
     .expect("eval runs")
 }
 
@@ -101,13 +97,15 @@ fn generated_frames_give_sensible_figures_and_one_csv_row_per_image() {
     );
 
     let failures = dir.path().join("failures");
-    let report = run_eval(
+    let Some(report) = run_eval(
         dir.path(),
         &EvalOptions {
             sources: Vec::new(),
             failures: Some(failures.clone()),
         },
-    );
+    ) else {
+        return;
+    };
     println!("{report}");
     let names: Vec<&str> = report.by_source.iter().map(|g| g.name.as_str()).collect();
     assert_eq!(names, ["synth-clip", "synth-stills"]);
@@ -146,7 +144,8 @@ fn generated_frames_give_sensible_figures_and_one_csv_row_per_image() {
 
 #[test]
 fn a_small_real_source_reports_recall() {
-    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data/plates");
+    let data =
+        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../..")).join("../shared/data/plates");
     let source = "fer-zagreb-msc-thesis-hr";
     if !data.join(source).join("manifest.csv").exists() {
         eprintln!(
@@ -155,13 +154,15 @@ fn a_small_real_source_reports_recall() {
         );
         return;
     }
-    let report = run_eval(
+    let Some(report) = run_eval(
         &data,
         &EvalOptions {
             sources: vec![source.into()],
             failures: None,
         },
-    );
+    ) else {
+        return;
+    };
     println!("{report}");
     assert_eq!(report.by_source.len(), 1);
     let g = &report.by_source[0];

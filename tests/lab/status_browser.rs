@@ -62,7 +62,7 @@ fn free_port() -> u16 {
 }
 
 fn config(dir: &Path, models: &Path) -> Config {
-    let keys = anpr_edge::policy::bundle::generate_keys(&dir.join("keys")).expect("keys");
+    let keys = anpr_wire::build::generate_keys(&dir.join("keys")).expect("keys");
     std::fs::write(dir.join("ca.pem"), "unused").expect("write");
     // The small test scene is 1280x720: the road's lower part is the ROI, one
     // polygon per lane.
@@ -135,7 +135,7 @@ async fn a_technician_logs_in_and_watches_the_live_snapshot_update() {
         );
         return;
     };
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
     let models = root.join("models/cache");
     assert!(
         models.join("clp_det.onnx").exists(),
@@ -145,8 +145,8 @@ async fn a_technician_logs_in_and_watches_the_live_snapshot_update() {
     std::fs::create_dir_all(&artifacts).expect("mkdir test-artifacts");
 
     let tmp = tempfile::tempdir().expect("tempdir");
-    let scene = anpr_edge::synth::Scenario::small_test();
-    anpr_edge::synth::write_frames(&scene, &tmp.path().join("frames")).expect("frames");
+    let scene = anpr_lab::synth::Scenario::small_test();
+    anpr_lab::synth::write_frames(&scene, &tmp.path().join("frames")).expect("frames");
     let cfg = config(tmp.path(), &models);
     let inference = pipeline::inference_from_config(&cfg).expect("models load");
     let parts = Parts {
@@ -154,7 +154,7 @@ async fn a_technician_logs_in_and_watches_the_live_snapshot_update() {
         reader: inference.reader,
         backend: Arc::new(AckingBackend),
         cameras: pipeline::cameras_from_config(&cfg.cameras, true),
-        policy: pipeline::policy_from_config(&cfg).expect("policy"),
+        policy: pipeline::policy_from_config(&cfg, TimeSource::real().clocks).expect("policy"),
         time: TimeSource::real(),
         facts: inference.facts,
     };

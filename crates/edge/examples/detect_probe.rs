@@ -6,12 +6,12 @@
 //! each scale is listed. Needs `make models`. Prints, per scale, the input
 //! size, then each find near the box: its score, its box in frame pixels and
 //! its width in the input (the detector's sweet spot is 70-110 px,
-//! docs/detector.md).
+//! docs/measurements/detector.md).
 
 use anpr_edge::config::{DetectConfig, ReadConfig, RuntimeConfig};
-use anpr_edge::detect::retina::RetinaPlateDetector;
 use anpr_edge::detect::PlateDetector;
 use anpr_edge::message::{BoxF, Detection};
+use anpr_edge::models::retina::RetinaPlateDetector;
 use anpr_edge::models::ModelSet;
 use anpr_edge::read::{build_reader, rectify_and_read};
 
@@ -38,7 +38,11 @@ fn main() -> anyhow::Result<()> {
     let image = image::open(path)?.to_rgb8();
     let (w, h) = image.dimensions();
     let runtime = RuntimeConfig {
-        models_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/models/cache").into(),
+        models_dir: concat!(
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../.."),
+            "/models/cache"
+        )
+        .into(),
         ..RuntimeConfig::default()
     };
     let models = ModelSet::new(&runtime)?;
@@ -86,7 +90,8 @@ fn main() -> anyhow::Result<()> {
     let dets = default.detect(&image)?;
     println!("default two passes: {} finds", dets.len());
     let mut reader = build_reader(&models, &ReadConfig::default())?;
-    for (d, crop, read) in rectify_and_read(reader.as_mut(), &image, dets)? {
+    for r in rectify_and_read(reader.as_mut(), &image, dets)? {
+        let (d, crop, read) = (r.detection, r.crop, r.plate);
         let b = &d.bbox;
         let c: Vec<String> = d
             .corners

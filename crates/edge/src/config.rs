@@ -58,6 +58,70 @@ fn format_problems(path: &Path, problems: &[Problem]) -> String {
     out
 }
 
+/// The problems found while validating a config, each under its dotted key.
+/// Every section checks itself ([`Validate`]), beside its definition, so that
+/// `check-config` and `run` judge a file by the same rules.
+#[derive(Debug, Default)]
+pub struct Problems(Vec<(String, String)>);
+
+impl Problems {
+    pub fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
+        self.0.push((key.into(), message.into()));
+    }
+
+    /// A problem at `key` unless `ok`.
+    pub fn check(&mut self, ok: bool, key: impl Into<String>, message: impl Into<String>) {
+        if !ok {
+            self.push(key, message);
+        }
+    }
+
+    /// `value` must lie in 0..=1.
+    pub fn unit_interval(&mut self, key: &str, value: f32) {
+        self.check(
+            (0.0..=1.0).contains(&value),
+            key,
+            format!("must be between 0 and 1, not {value}"),
+        );
+    }
+
+    /// `value` must lie in `range`: a number outside it is a typo or a unit
+    /// mistake that would otherwise overflow a duration or starve a stage.
+    pub fn within<T>(&mut self, key: &str, value: T, range: std::ops::RangeInclusive<T>)
+    where
+        T: PartialOrd + std::fmt::Display + Copy,
+    {
+        self.check(
+            range.contains(&value),
+            key,
+            format!(
+                "must be between {} and {}, not {value}",
+                range.start(),
+                range.end()
+            ),
+        );
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn into_vec(self) -> Vec<(String, String)> {
+        self.0
+    }
+}
+
+/// A config section that checks what serde cannot: ranges, cross-field rules,
+/// duplicates.
+trait Validate {
+    fn validate(&self, p: &mut Problems);
+}
+
+/// Seconds in a day, a week and ten years: the upper bounds of intervals.
+const DAY_S: u64 = 86_400;
+const WEEK_S: u64 = 7 * DAY_S;
+const TEN_YEARS_H: u64 = 10 * 366 * 24;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -100,6 +164,12 @@ pub struct DeviceConfig {
     pub longitude: Option<f64>,
 }
 
+impl Validate for DeviceConfig {
+    fn validate(&self, p: &mut Problems) {
+        p.check(!self.id.trim().is_empty(), "device.id", "must not be empty");
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeConfig {
@@ -122,6 +192,12 @@ impl Default for RuntimeConfig {
             models_dir: default_models_dir(),
             threads: default_threads(),
         }
+    }
+}
+
+impl Validate for RuntimeConfig {
+    fn validate(&self, p: &mut Problems) {
+        p.within("runtime.threads", self.threads, 1..=64);
     }
 }
 
@@ -157,7 +233,7 @@ pub struct DetectConfig {
     /// scale, for plates too large for the coarse pass (a camera that frames
     /// plates wider than about 250 px at full HD). Off by default: it added
     /// 10-40% to detection time per full-HD frame in the runs of
-    /// docs/detector.md, past the 40 ms budget.
+    /// docs/measurements/detector.md, past the 40 ms budget.
     #[serde(default)]
     pub overview: bool,
 }
@@ -172,6 +248,24 @@ impl Default for DetectConfig {
             fine_windows: default_fine_windows(),
             overview: false,
         }
+    }
+}
+
+impl Validate for DetectConfig {
+    fn validate(&self, p: &mut Problems) {
+        p.unit_interval("detect.min_score", self.min_score);
+        p.unit_interval("detect.nms_iou", self.nms_iou);
+        p.check(
+            self.max_side == 0 || (64..=8192).contains(&self.max_side),
+            "detect.max_side",
+            "must be 0 (native size) or 64 to 8192 pixels",
+        );
+        p.check(
+            self.coarse_side == 0 || (160..=8192).contains(&self.coarse_side),
+            "detect.coarse_side",
+            "must be 0 (one pass) or 160 to 8192 pixels",
+        );
+        p.within("detect.fine_windows", self.fine_windows, 0..=64);
     }
 }
 
@@ -245,6 +339,14 @@ impl Default for ReadConfig {
     }
 }
 
+impl Validate for ReadConfig {
+    fn validate(&self, p: &mut Problems) {
+        p.unit_interval("read.min_confidence", self.min_confidence);
+        p.within("read.min_chars", self.min_chars, 1..=10);
+        p.unit_interval("read.cascade_below", self.cascade_below);
+    }
+}
+
 fn default_cascade_below() -> f32 {
     0.8
 }
@@ -313,6 +415,57 @@ pub struct CameraConfig {
     /// `track.close_after_ms`).
     #[serde(default)]
     pub close_after_ms: Option<u64>,
+}
+
+impl CameraConfig {
+    fn validate(&self, i: usize, p: &mut Problems) {
+        let k = |f: &str| format!("camera[{i}].{f}");
+        p.check(
+            self.fps > 0.0 && self.fps <= 120.0,
+            k("fps"),
+            format!("must be above 0 and at most 120, not {}", self.fps),
+        );
+        p.check(
+            (1..=8192).contains(&self.width) && (1..=8192).contains(&self.height),
+            k("width"),
+            "width and height must be 1 to 8192 pixels",
+        );
+        match self.source {
+            CameraSource::V4l2 if self.device.is_none() => p.push(
+                k("device"),
+                "a v4l2 camera needs `device`, e.g. \"/dev/video0\"",
+            ),
+            CameraSource::Replay if self.path.is_none() => p.push(
+                k("path"),
+                "a replay camera needs `path`, a folder of frames",
+            ),
+            _ => {}
+        }
+        if let Some(n) = self.min_reads {
+            p.within(&k("min_reads"), n, 1..=1000);
+        }
+        if let Some(ms) = self.close_after_ms {
+            p.within(&k("close_after_ms"), ms, 1..=600_000);
+        }
+        p.check(
+            self.roi.as_ref().is_none_or(|r| r.len() >= 3),
+            k("roi"),
+            "a polygon needs at least 3 points",
+        );
+        let mut lane_ids = std::collections::HashSet::new();
+        for (j, lane) in self.lanes.iter().enumerate() {
+            p.check(
+                lane.polygon.len() >= 3,
+                k("lanes"),
+                format!("lane {j}: a polygon needs at least 3 points"),
+            );
+            p.check(
+                lane_ids.insert(lane.id),
+                k("lanes"),
+                format!("lane id {} is used twice", lane.id),
+            );
+        }
+    }
 }
 
 /// One lane of a camera's view.
@@ -385,6 +538,18 @@ impl Default for PipelineConfig {
     }
 }
 
+impl Validate for PipelineConfig {
+    fn validate(&self, p: &mut Problems) {
+        p.within("pipeline.frame_queue", self.frame_queue, 1..=1000);
+        p.within(
+            "pipeline.channel_capacity",
+            self.channel_capacity,
+            1..=10_000,
+        );
+        p.within("pipeline.stuck_after_s", self.stuck_after_s, 1..=DAY_S);
+    }
+}
+
 fn default_frame_queue() -> usize {
     4
 }
@@ -429,6 +594,19 @@ impl Default for TrackConfig {
     }
 }
 
+impl Validate for TrackConfig {
+    fn validate(&self, p: &mut Problems) {
+        p.within("track.close_after_ms", self.close_after_ms, 1..=600_000);
+        p.within("track.min_reads", self.min_reads, 1..=1000);
+        p.check(
+            (0.5..=1.0).contains(&self.short_track_min_confidence),
+            "track.short_track_min_confidence",
+            "must be between 0.5 and 1.0 (1.0: only certain reads)",
+        );
+        p.within("track.merge_window_s", self.merge_window_s, 0..=DAY_S);
+    }
+}
+
 fn default_close_after_ms() -> u64 {
     1500
 }
@@ -445,7 +623,7 @@ fn default_merge_window_s() -> u64 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
-    /// Signed hit-list bundle (see docs/lists.md); none = no violations.
+    /// Signed hit-list bundle (see docs/ref/lists.md); none = no violations.
     #[serde(default)]
     pub hit_list: Option<PathBuf>,
     /// Signed exemption-list bundle.
@@ -632,6 +810,27 @@ pub struct StoreConfig {
     pub max_retention_days: u64,
 }
 
+impl Validate for StoreConfig {
+    fn validate(&self, p: &mut Problems) {
+        p.within("store.jpeg_quality", self.jpeg_quality, 1..=100);
+        p.check(
+            self.max_bytes == 0 || self.max_bytes >= 16 * 1024 * 1024,
+            "store.max_bytes",
+            "must be 0 (no budget) or at least 16 MiB (16777216)",
+        );
+        p.within(
+            "store.acked_evidence_retention_h",
+            self.acked_evidence_retention_h,
+            0..=TEN_YEARS_H,
+        );
+        p.within(
+            "store.max_retention_days",
+            self.max_retention_days,
+            1..=3660,
+        );
+    }
+}
+
 /// What the store does with a new violation once its disk budget is reached.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -710,6 +909,37 @@ pub struct UploadConfig {
     pub batch_size: usize,
 }
 
+impl Validate for UploadConfig {
+    fn validate(&self, p: &mut Problems) {
+        p.check(
+            self.client_cert.is_some() == self.client_key.is_some(),
+            "upload.client_cert",
+            "client_cert and client_key go together",
+        );
+        p.within("upload.batch_size", self.batch_size, 1..=1000);
+        p.within("upload.timeout_s", self.timeout_s, 1..=3600);
+        match self.url.split_once("://") {
+            Some(("https", rest)) if !rest.is_empty() => {}
+            Some(("http", rest)) if !rest.is_empty() && self.allow_plain_http => {}
+            Some(("http", _)) => p.push(
+                "upload.url",
+                "plain http is refused: use https, or set upload.allow_plain_http for debugging",
+            ),
+            _ => p.push("upload.url", format!("`{}` is not an https URL", self.url)),
+        }
+        p.within(
+            "upload.backoff_initial_ms",
+            self.backoff_initial_ms,
+            1..=3_600_000,
+        );
+        p.check(
+            self.backoff_max_ms >= self.backoff_initial_ms && self.backoff_max_ms <= DAY_S * 1000,
+            "upload.backoff_max_ms",
+            "must be at least backoff_initial_ms and at most a day (86400000)",
+        );
+    }
+}
+
 fn default_batch_size() -> usize {
     32
 }
@@ -771,6 +1001,43 @@ impl Default for StatusConfig {
     }
 }
 
+impl Validate for StatusConfig {
+    fn validate(&self, p: &mut Problems) {
+        p.check(
+            self.listen.parse::<std::net::SocketAddr>().is_ok(),
+            "status.listen",
+            format!("`{}` is not an address:port", self.listen),
+        );
+        for a in &self.also_listen {
+            p.check(
+                a.parse::<std::net::SocketAddr>().is_ok(),
+                "status.also_listen",
+                format!("`{a}` is not an address:port"),
+            );
+        }
+        if let Some(h) = &self.password_hash {
+            p.check(
+                argon2::password_hash::PasswordHash::new(h).is_ok(),
+                "status.password_hash",
+                "not an Argon2 PHC string; make one with `anpr-edge passwd`",
+            );
+        }
+        p.check(
+            self.tls_cert.is_some() == self.tls_key.is_some(),
+            "status.tls_cert",
+            "tls_cert and tls_key go together: give both or neither",
+        );
+        p.within("status.session_s", self.session_s, 1..=WEEK_S);
+        p.within("status.lockout_after", self.lockout_after, 1..=1000);
+        p.within("status.lockout_s", self.lockout_s, 1..=DAY_S);
+        p.within(
+            "status.plate_height_needed_px",
+            self.plate_height_needed_px,
+            1..=1000,
+        );
+    }
+}
+
 fn default_status_listen() -> String {
     "127.0.0.1:8080".into()
 }
@@ -804,6 +1071,16 @@ impl Default for LogConfig {
             level: default_log_level(),
             json: false,
         }
+    }
+}
+
+impl Validate for LogConfig {
+    fn validate(&self, p: &mut Problems) {
+        p.check(
+            tracing_subscriber::EnvFilter::try_new(&self.level).is_ok(),
+            "log.level",
+            format!("`{}` is not a log level", self.level),
+        );
     }
 }
 
@@ -942,312 +1219,138 @@ impl Config {
         out
     }
 
-    /// Checks what serde cannot: ranges, cross-field rules, duplicates.
-    /// Returns (key path, message) pairs.
+    /// Checks what serde cannot, section by section ([`Validate`]), and what
+    /// spans sections. Returns (key path, message) pairs.
     fn validate(&self) -> Vec<(String, String)> {
-        let mut p: Vec<(String, String)> = Vec::new();
-        if self.device.id.trim().is_empty() {
-            p.push(("device.id".into(), "must not be empty".into()));
-        }
-        if self.runtime.threads == 0 {
-            p.push(("runtime.threads".into(), "must be at least 1".into()));
-        }
-        if !(0.0..=1.0).contains(&self.detect.min_score) {
-            p.push(("detect.min_score".into(), "must be between 0 and 1".into()));
-        }
-        if self.detect.coarse_side != 0 && self.detect.coarse_side < 160 {
-            p.push((
-                "detect.coarse_side".into(),
-                "must be 0 (one pass) or at least 160 pixels".into(),
-            ));
-        }
-        if !(0.0..=1.0).contains(&self.detect.nms_iou) {
-            p.push(("detect.nms_iou".into(), "must be between 0 and 1".into()));
-        }
-        if !(0.0..=1.0).contains(&self.read.min_confidence) {
-            p.push((
-                "read.min_confidence".into(),
-                "must be between 0 and 1".into(),
-            ));
-        }
-        if !(0.0..=1.0).contains(&self.read.cascade_below) {
-            p.push((
-                "read.cascade_below".into(),
-                "must be between 0 and 1".into(),
-            ));
-        }
-        if !(0.0..=1.0).contains(&self.policy.min_confidence) {
-            p.push((
-                "policy.min_confidence".into(),
-                "must be between 0 and 1".into(),
-            ));
-        }
+        let mut p = Problems::default();
+        self.device.validate(&mut p);
+        self.runtime.validate(&mut p);
+        self.detect.validate(&mut p);
+        self.read.validate(&mut p);
+        self.pipeline.validate(&mut p);
+        self.track.validate(&mut p);
+        self.store.validate(&mut p);
+        self.upload.validate(&mut p);
+        self.status.validate(&mut p);
+        self.log.validate(&mut p);
+        p.unit_interval("policy.min_confidence", self.policy.min_confidence);
         self.validate_lists_and_zone(&mut p);
-        if self.cameras.is_empty() {
-            p.push(("camera".into(), "at least one [[camera]] is needed".into()));
-        }
+        p.check(
+            !self.cameras.is_empty(),
+            "camera",
+            "at least one [[camera]] is needed",
+        );
         let mut seen = std::collections::HashSet::new();
         for (i, cam) in self.cameras.iter().enumerate() {
-            let k = |f: &str| format!("camera[{i}].{f}");
             if cam.id.trim().is_empty() {
-                p.push((k("id"), "must not be empty".into()));
+                p.push(format!("camera[{i}].id"), "must not be empty");
             } else if !seen.insert(cam.id.clone()) {
-                p.push((k("id"), format!("camera id `{}` is used twice", cam.id)));
+                p.push(
+                    format!("camera[{i}].id"),
+                    format!("camera id `{}` is used twice", cam.id),
+                );
             }
-            if !(cam.fps > 0.0 && cam.fps <= 120.0) {
-                p.push((
-                    k("fps"),
-                    format!("must be above 0 and at most 120, not {}", cam.fps),
-                ));
-            }
-            if cam.width == 0 || cam.height == 0 {
-                p.push((k("width"), "width and height must be above 0".into()));
-            }
-            match cam.source {
-                CameraSource::V4l2 if cam.device.is_none() => p.push((
-                    k("device"),
-                    "a v4l2 camera needs `device`, e.g. \"/dev/video0\"".into(),
-                )),
-                CameraSource::Replay if cam.path.is_none() => p.push((
-                    k("path"),
-                    "a replay camera needs `path`, a folder of frames".into(),
-                )),
-                _ => {}
-            }
-            if cam.min_reads == Some(0) {
-                p.push((k("min_reads"), "must be at least 1".into()));
-            }
-            if cam.roi.as_ref().is_some_and(|r| r.len() < 3) {
-                p.push((k("roi"), "a polygon needs at least 3 points".into()));
-            }
-            let mut lane_ids = std::collections::HashSet::new();
-            for (j, lane) in cam.lanes.iter().enumerate() {
-                if lane.polygon.len() < 3 {
-                    p.push((
-                        k("lanes"),
-                        format!("lane {j}: a polygon needs at least 3 points"),
-                    ));
-                }
-                if !lane_ids.insert(lane.id) {
-                    p.push((k("lanes"), format!("lane id {} is used twice", lane.id)));
-                }
-            }
+            cam.validate(i, &mut p);
         }
-        if self.pipeline.frame_queue == 0 {
-            p.push(("pipeline.frame_queue".into(), "must be at least 1".into()));
-        }
-        if self.pipeline.channel_capacity == 0 {
-            p.push((
-                "pipeline.channel_capacity".into(),
-                "must be at least 1".into(),
-            ));
-        }
-        if self.pipeline.stuck_after_s == 0 {
-            p.push(("pipeline.stuck_after_s".into(), "must be at least 1".into()));
-        }
-        if self.track.min_reads == 0 {
-            p.push(("track.min_reads".into(), "must be at least 1".into()));
-        }
-        if !(0.5..=1.0).contains(&self.track.short_track_min_confidence) {
-            p.push((
-                "track.short_track_min_confidence".into(),
-                "must be between 0.5 and 1.0 (1.0: only certain reads)".into(),
-            ));
-        }
-        if self.upload.client_cert.is_some() != self.upload.client_key.is_some() {
-            p.push((
-                "upload.client_cert".into(),
-                "client_cert and client_key go together".into(),
-            ));
-        }
-        if self.upload.batch_size == 0 {
-            p.push(("upload.batch_size".into(), "must be at least 1".into()));
-        }
-        if self.store.max_retention_days == 0 {
-            p.push((
-                "store.max_retention_days".into(),
-                "must be at least 1".into(),
-            ));
-        }
-        if !(1..=100).contains(&self.store.jpeg_quality) {
-            p.push((
-                "store.jpeg_quality".into(),
-                "must be between 1 and 100".into(),
-            ));
-        }
-        match self.upload.url.split_once("://") {
-            Some(("https", rest)) if !rest.is_empty() => {}
-            Some(("http", rest)) if !rest.is_empty() && self.upload.allow_plain_http => {}
-            Some(("http", _)) => p.push((
-                "upload.url".into(),
-                "plain http is refused: use https, or set upload.allow_plain_http for debugging"
-                    .into(),
-            )),
-            _ => p.push((
-                "upload.url".into(),
-                format!("`{}` is not an https URL", self.upload.url),
-            )),
-        }
-        if self.upload.backoff_initial_ms == 0
-            || self.upload.backoff_max_ms < self.upload.backoff_initial_ms
-        {
-            p.push((
-                "upload.backoff_max_ms".into(),
-                "backoff_initial_ms must be above 0 and backoff_max_ms at least as large".into(),
-            ));
-        }
-        if self.status.listen.parse::<std::net::SocketAddr>().is_err() {
-            p.push((
-                "status.listen".into(),
-                format!("`{}` is not an address:port", self.status.listen),
-            ));
-        }
-        for a in &self.status.also_listen {
-            if a.parse::<std::net::SocketAddr>().is_err() {
-                p.push((
-                    "status.also_listen".into(),
-                    format!("`{a}` is not an address:port"),
-                ));
-            }
-        }
-        if let Some(h) = &self.status.password_hash {
-            if argon2::password_hash::PasswordHash::new(h).is_err() {
-                p.push((
-                    "status.password_hash".into(),
-                    "not an Argon2 PHC string; make one with `anpr-edge passwd`".into(),
-                ));
-            }
-        }
-        if self.status.tls_cert.is_some() != self.status.tls_key.is_some() {
-            p.push((
-                "status.tls_cert".into(),
-                "tls_cert and tls_key go together: give both or neither".into(),
-            ));
-        }
-        if self.status.session_s == 0 || self.status.lockout_after == 0 {
-            p.push((
-                "status.session_s".into(),
-                "session_s and lockout_after must be above 0".into(),
-            ));
-        }
-        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
-            p.push((
-                "log.level".into(),
-                format!("`{}` is not a log level", self.log.level),
-            ));
-        }
-        p
+        p.into_vec()
     }
 }
 
 impl Config {
-    fn validate_lists_and_zone(&self, p: &mut Vec<(String, String)>) {
+    fn validate_lists_and_zone(&self, p: &mut Problems) {
         let pol = &self.policy;
         let lists = pol.hit_list.is_some() || pol.exemptions.is_some();
         match &pol.public_key {
             Some(k) => {
-                if let Err(e) = crate::policy::bundle::verifying_key_from_base64(k) {
-                    p.push(("policy.public_key".into(), e));
+                if let Err(e) = anpr_wire::bundle::verifying_key_from_base64(k) {
+                    p.push("policy.public_key", e);
                 }
             }
-            None if lists => p.push((
-                "policy.public_key".into(),
-                "lists are configured: pin the backend's Ed25519 public key (base64)".into(),
-            )),
+            None if lists => p.push(
+                "policy.public_key",
+                "lists are configured: pin the backend's Ed25519 public key (base64)",
+            ),
             None => {}
         }
         if lists && pol.hmac_keys.is_empty() {
-            p.push((
-                "policy.hmac_keys".into(),
-                "lists are configured: name at least one HMAC key file by key id".into(),
-            ));
+            p.push(
+                "policy.hmac_keys",
+                "lists are configured: name at least one HMAC key file by key id",
+            );
         }
         for id in pol.hmac_keys.keys() {
-            if id.is_empty() || id.len() > crate::policy::bundle::MAX_KEY_ID_LEN {
-                p.push((
+            if id.is_empty() || id.len() > anpr_wire::bundle::MAX_KEY_ID_LEN {
+                p.push(
                     format!("policy.hmac_keys.{id}"),
-                    "a key id is 1 to 32 bytes".into(),
-                ));
+                    "a key id is 1 to 32 bytes",
+                );
             }
         }
         if let Some(url) = &pol.lists_url {
             match reqwest::Url::parse(url) {
                 Ok(u) if u.scheme() == "https" && u.host().is_some() => {}
-                Ok(_) => p.push((
-                    "policy.lists_url".into(),
-                    "must be an https:// URL with a host".into(),
-                )),
-                Err(e) => p.push(("policy.lists_url".into(), format!("not a URL: {e}"))),
+                Ok(_) => p.push("policy.lists_url", "must be an https:// URL with a host"),
+                Err(e) => p.push("policy.lists_url", format!("not a URL: {e}")),
             }
             if !lists {
-                p.push((
-                    "policy.lists_url".into(),
-                    "set policy.hit_list and/or policy.exemptions: the files downloads are saved to"
-                        .into(),
-                ));
+                p.push("policy.lists_url", "set policy.hit_list and/or policy.exemptions: the files downloads are saved to");
             }
         }
-        if pol.fetch_interval_s == 0 {
-            p.push((
-                "policy.fetch_interval_s".into(),
-                "must be at least 1".into(),
-            ));
-        }
-        if pol.reload_check_s == 0 {
-            p.push(("policy.reload_check_s".into(), "must be at least 1".into()));
-        }
+        p.within("policy.fetch_interval_s", pol.fetch_interval_s, 1..=WEEK_S);
+        p.within("policy.reload_check_s", pol.reload_check_s, 1..=DAY_S);
+        p.within("policy.max_list_age_h", pol.max_list_age_h, 0..=TEN_YEARS_H);
         let z = &self.zone;
         if lists && z.id.trim().is_empty() {
-            p.push((
-                "zone.id".into(),
-                "lists are configured: name the zone they are for".into(),
-            ));
+            p.push(
+                "zone.id",
+                "lists are configured: name the zone they are for",
+            );
         }
-        if z.id.len() > crate::policy::bundle::MAX_ZONE_LEN {
-            p.push(("zone.id".into(), "at most 64 bytes".into()));
+        if z.id.len() > anpr_wire::bundle::MAX_ZONE_LEN {
+            p.push("zone.id", "at most 64 bytes");
         }
         if z.time_zone.parse::<chrono_tz::Tz>().is_err() {
-            p.push((
-                "zone.time_zone".into(),
+            p.push(
+                "zone.time_zone",
                 format!(
                     "`{}` is not an IANA time zone such as \"Europe/Amsterdam\"",
                     z.time_zone
                 ),
-            ));
+            );
         }
         if z.days.is_empty() {
-            p.push(("zone.days".into(), "name at least one day".into()));
+            p.push("zone.days", "name at least one day");
         }
         let mut seen = std::collections::HashSet::new();
         for d in &z.days {
             if parse_weekday(d).is_none() {
-                p.push((
-                    "zone.days".into(),
+                p.push(
+                    "zone.days",
                     format!("`{d}` is not one of mon, tue, wed, thu, fri, sat, sun"),
-                ));
+                );
             } else if !seen.insert(d) {
-                p.push(("zone.days".into(), format!("`{d}` is named twice")));
+                p.push("zone.days", format!("`{d}` is named twice"));
             }
         }
         let from = parse_hhmm(&z.from);
         let until = parse_hhmm(&z.until);
         if from.is_none() || from == Some(1440) {
-            p.push((
-                "zone.from".into(),
+            p.push(
+                "zone.from",
                 format!("`{}` is not a time HH:MM from 00:00 to 23:59", z.from),
-            ));
+            );
         }
         if until.is_none() {
-            p.push((
-                "zone.until".into(),
+            p.push(
+                "zone.until",
                 format!("`{}` is not a time HH:MM from 00:00 to 24:00", z.until),
-            ));
+            );
         }
         if from.is_some() && from == until {
-            p.push((
-                "zone.until".into(),
-                "must differ from zone.from (use 00:00 and 24:00 for all day)".into(),
-            ));
+            p.push(
+                "zone.until",
+                "must differ from zone.from (use 00:00 and 24:00 for all day)",
+            );
         }
     }
 }

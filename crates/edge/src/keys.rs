@@ -3,9 +3,7 @@
 //!
 //! `anpr-edge provision` makes them here, in the state directory, with mode
 //! 0600 (the folder 0700), and never replaces an existing key unless forced.
-//! This module also defines the record signature and chain hash that
-//! `docs/upload-api.md` specifies, so the store signs and the reference
-//! receiver verifies with the same code. It never talks to the network and
+//! The record signature itself is the wire's ([`anpr_wire::chain`]). It never talks to the network and
 //! never sees plate text except as the opaque record bytes it signs.
 
 use std::fs::OpenOptions;
@@ -13,8 +11,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
-use sha2::{Digest, Sha256};
+use ed25519_dalek::{SigningKey, VerifyingKey};
 
 /// File names inside the state directory.
 pub const EVIDENCE_KEY_FILE: &str = "evidence.key";
@@ -23,9 +20,6 @@ pub const TLS_KEY_FILE: &str = "tls-client.key";
 pub const TLS_CSR_FILE: &str = "tls-client.csr";
 /// Where the operator puts the certificate the backend's CA issued for the CSR.
 pub const TLS_CERT_FILE: &str = "tls-client.pem";
-
-/// `prev_record_sha256` of the first record of a chain: 64 zeros.
-pub const GENESIS_PREV: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -49,12 +43,6 @@ pub enum KeyError {
 
 fn b64() -> base64::engine::GeneralPurpose {
     base64::engine::general_purpose::STANDARD
-}
-
-/// Lower-case hex SHA-256 of a record's `metadata` bytes: the record hash that
-/// the next record names as `prev_record_sha256`.
-pub fn record_sha256(metadata: &[u8]) -> String {
-    hex::encode(Sha256::digest(metadata))
 }
 
 /// The key that signs records. Debug prints the public key only.
@@ -139,35 +127,8 @@ impl EvidenceSigner {
 
     /// The Ed25519 signature of `message`, base64 of its 64 bytes.
     pub fn sign(&self, message: &[u8]) -> String {
-        b64().encode(self.key.sign(message).to_bytes())
+        anpr_wire::chain::sign(&self.key, message)
     }
-}
-
-/// A public key from base64 of its 32 bytes.
-pub fn verifying_key_from_base64(text: &str) -> Result<VerifyingKey, String> {
-    let bytes = b64()
-        .decode(text.trim())
-        .map_err(|e| format!("not base64: {e}"))?;
-    let arr: [u8; 32] = bytes
-        .try_into()
-        .map_err(|b: Vec<u8>| format!("{} bytes, not 32", b.len()))?;
-    VerifyingKey::from_bytes(&arr).map_err(|e| format!("not an Ed25519 public key: {e}"))
-}
-
-/// Checks a record signature (base64 of 64 bytes) over the exact `metadata` bytes.
-pub fn verify_record(
-    key: &VerifyingKey,
-    metadata: &[u8],
-    signature_base64: &str,
-) -> Result<(), String> {
-    let bytes = b64()
-        .decode(signature_base64.trim())
-        .map_err(|e| format!("signature is not base64: {e}"))?;
-    let arr: [u8; 64] = bytes
-        .try_into()
-        .map_err(|b: Vec<u8>| format!("signature has {} bytes, not 64", b.len()))?;
-    key.verify(metadata, &Signature::from_bytes(&arr))
-        .map_err(|_| "signature does not verify with the device's public key".to_string())
 }
 
 #[cfg(unix)]
@@ -381,6 +342,7 @@ client_cert = "{d}/{TLS_CERT_FILE}"     # the certificate the backend issued for
 #[cfg(test)]
 mod tests {
     use super::*;
+    use anpr_wire::chain::{verify_record, verifying_key_from_base64};
 
     fn opts(dir: &Path, force: bool) -> ProvisionOptions {
         ProvisionOptions {

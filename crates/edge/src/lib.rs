@@ -1,26 +1,30 @@
-//! anpr-edge: a roadside ANPR daemon for zero-emission-zone enforcement.
+//! anpr-edge: a roadside ANPR daemon for zero-emission-zone enforcement, and
+//! nothing that does not run on the controller.
 //!
-//! The crate is a pipeline of stages, one module each, that talk only through the
-//! typed messages in [`message`] over bounded channels. [`pipeline`] wires them
-//! together; `src/cmd/` holds one file per subcommand of the binary.
+//! Floors from the bottom: [`clock`], [`plate`], [`message`]; [`config`];
+//! [`models`]; the stages in pipeline order, each a folder ([`capture`],
+//! [`detect`], [`read`], [`track`], [`policy`], [`store`], [`upload`]), none
+//! importing a later one; [`status`], which reads counters only; [`pipeline`],
+//! which only wires. The upload contract is `anpr-wire`'s; the binary's
+//! subcommands live in `src/cmd/`.
 
 pub mod capture;
 pub mod clock;
 pub mod config;
-pub mod demo;
 pub mod detect;
-pub mod eval;
 pub mod keys;
 pub mod message;
 pub mod metrics;
 pub mod models;
+pub mod net;
 pub mod pipeline;
+pub mod plate;
 pub mod policy;
 pub mod read;
-pub mod receiver;
 pub mod status;
 pub mod store;
-pub mod synth;
+pub mod sync;
+pub mod testing;
 pub mod track;
 pub mod upload;
 pub mod watchdog;

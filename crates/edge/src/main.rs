@@ -24,13 +24,9 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Run the whole pipeline on generated frames, uploading to a local receiver.
-    Demo(cmd::demo::DemoArgs),
-    /// Measure detection recall, read accuracy, error rates and speed on labelled images.
-    Eval(cmd::eval::EvalArgs),
     /// Check a config file; prints each problem as FILE:LINE: key `KEY`: message.
     CheckConfig { file: PathBuf },
-    /// Build, verify and make keys for signed zone-list bundles.
+    /// Verify a signed zone-list bundle (bundles are built by `anpr-lab lists`).
     Lists(cmd::lists::ListsArgs),
     /// Set the status page's technician password (prints or writes its Argon2 hash).
     Passwd(cmd::passwd::PasswdArgs),
@@ -51,8 +47,6 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run { config } => cmd::run::run(&config),
-        Command::Demo(args) => cmd::demo::run(args),
-        Command::Eval(args) => cmd::eval::run(args),
         Command::CheckConfig { file } => cmd::check_config::run(&file),
         Command::Lists(args) => cmd::lists::run(args),
         Command::Passwd(args) => cmd::passwd::run(args),

@@ -6,24 +6,9 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use image::RgbImage;
 
-use crate::clock::SyncState;
-
-/// When something was seen, on both clocks.
-///
-/// `mono` orders events and measures durations (it never jumps); `wall` is what
-/// evidence states, together with the clock's sync state at that moment.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Instant2 {
-    /// Monotonic time since an arbitrary origin fixed at process start.
-    pub mono: std::time::Duration,
-    /// UTC wall-clock time.
-    pub wall: DateTime<Utc>,
-    /// Whether the wall clock was synchronised when this was taken.
-    pub sync: SyncState,
-}
+use crate::clock::Timestamp;
 
 /// One captured, decoded frame.
 #[derive(Clone, Debug)]
@@ -31,7 +16,7 @@ pub struct Frame {
     pub camera: Arc<str>,
     /// Per-camera sequence number, starting at 0; gaps mean frames dropped at capture.
     pub seq: u64,
-    pub captured: Instant2,
+    pub captured: Timestamp,
     pub image: Arc<RgbImage>,
 }
 
@@ -86,19 +71,26 @@ pub struct DetectedFrame {
     pub detections: Vec<Detection>,
 }
 
-/// The text read from one detected plate.
-#[derive(Clone, Debug)]
-pub struct PlateRead {
-    pub detection: Detection,
+/// A plate as read: the text with its confidences and country. One type from
+/// the reader through the tracker's vote to the stored record.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PlateText {
     /// Upper-case A-Z and 0-9 only, separators stripped.
     pub text: String,
     /// One confidence per character of `text`, in 0..=1.
     pub char_confidences: Vec<f32>,
     /// Confidence of the whole plate, in 0..=1.
     pub confidence: f32,
-    /// The country the reader recognised the plate as (ISO 3166 alpha-2;
-    /// `Some("NL")` where the Dutch format prior applied), `None` if unknown.
+    /// The country the plate was recognised as (ISO 3166 alpha-2; `Some("NL")`
+    /// where the Dutch format prior applied), `None` if unknown.
     pub country: Option<&'static str>,
+}
+
+/// The text read from one detected plate.
+#[derive(Clone, Debug)]
+pub struct PlateRead {
+    pub detection: Detection,
+    pub plate: PlateText,
     /// The rectified plate crop that was read.
     pub crop: Arc<RgbImage>,
 }
@@ -133,7 +125,7 @@ impl Direction {
 /// The evidence for a passage: the frame in which the plate was read best.
 #[derive(Clone, Debug)]
 pub struct BestFrame {
-    pub captured: Instant2,
+    pub captured: Timestamp,
     pub frame_seq: u64,
     pub image: Arc<RgbImage>,
     pub plate_box: BoxF,
@@ -144,17 +136,14 @@ pub struct BestFrame {
 #[derive(Clone, Debug)]
 pub struct Passage {
     pub camera: Arc<str>,
-    pub first_seen: Instant2,
-    pub last_seen: Instant2,
+    pub first_seen: Timestamp,
+    pub last_seen: Timestamp,
     pub frames: u32,
     pub reads: u32,
-    /// The chosen plate text.
-    pub text: String,
-    pub char_confidences: Vec<f32>,
-    pub confidence: f32,
-    /// The country most reads of the chosen text were recognised as (see
-    /// [`PlateRead::country`]), `None` if none was.
-    pub country: Option<String>,
+    /// The voted plate: the chosen text, its per-character and whole
+    /// confidences, and the country most reads of that text were recognised
+    /// as (`None` if none was).
+    pub plate: PlateText,
     /// Other texts read in this passage, with their summed confidence.
     pub alternatives: Vec<(String, f32)>,
     pub direction: Direction,

@@ -3,6 +3,7 @@
 //! Only numbers live here: no plate text, hash or image of any vehicle, so that
 //! nothing in a status answer or a metric label can identify a non-hit.
 
+use crate::sync::LockUnpoisoned;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -36,6 +37,19 @@ pub enum CameraState {
     Absent(String),
     /// A replay source played its last frame.
     Finished,
+}
+
+/// Where the store stands against its disk budget, and every deletion so far:
+/// what the store publishes here after each record and retention pass.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BudgetStatus {
+    pub used_bytes: u64,
+    pub max_bytes: u64,
+    /// Set while the last record needed the configured budget policy.
+    pub alarm: bool,
+    /// Deletions of evidence and records so far, by reason
+    /// ([`anpr_wire::record::reason`]).
+    pub drops: BTreeMap<String, u64>,
 }
 
 /// All counters of the daemon.
@@ -106,19 +120,19 @@ impl Metrics {
 
     /// The counters of one camera, made on first use.
     pub fn camera(&self, id: &str) -> Arc<CameraCounters> {
-        let mut cams = self.cameras.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cams = self.cameras.lock_unpoisoned();
         cams.entry(id.to_string()).or_default().clone()
     }
 
     pub fn snapshot(&self) -> MetricsSnapshot {
-        let cams = self.cameras.lock().unwrap_or_else(|p| p.into_inner());
+        let cams = self.cameras.lock_unpoisoned();
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         MetricsSnapshot {
             cameras: cams
                 .iter()
                 .map(|(id, c)| CameraSnapshot {
                     id: id.clone(),
-                    state: c.state.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+                    state: c.state.lock_unpoisoned().clone(),
                     frames_captured: g(&c.frames_captured),
                     frames_dropped: g(&c.frames_dropped),
                     frames_processed: g(&c.frames_processed),
@@ -153,39 +167,26 @@ impl Metrics {
             last_upload_ok_unix_ms: self.last_upload_ok_unix_ms.load(Ordering::Relaxed),
             last_upload_failure: self
                 .last_upload_failure
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
+                .lock_unpoisoned()
                 .clone()
                 .map(|(at_unix_ms, reason)| UploadFailure { at_unix_ms, reason }),
-            last_upload_error: self
-                .last_upload_error
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
+            last_upload_error: self.last_upload_error.lock_unpoisoned().clone(),
             violations_clock_unsynchronised: g(&self.violations_clock_unsynchronised),
             violations_refused: g(&self.violations_refused),
             store_used_bytes: g(&self.store_used_bytes),
             store_max_bytes: g(&self.store_max_bytes),
             store_budget_alarm: self.store_budget_alarm.load(Ordering::Relaxed),
-            store_drops: self
-                .store_drops
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
-            store_moved_aside: self
-                .store_moved_aside
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
+            store_drops: self.store_drops.lock_unpoisoned().clone(),
+            store_moved_aside: self.store_moved_aside.lock_unpoisoned().clone(),
         }
     }
 
     /// Publishes the store's budget state.
-    pub fn set_store_budget(&self, b: &crate::store::BudgetStatus) {
+    pub fn set_store_budget(&self, b: &BudgetStatus) {
         self.store_used_bytes.store(b.used_bytes, Ordering::Relaxed);
         self.store_max_bytes.store(b.max_bytes, Ordering::Relaxed);
         self.store_budget_alarm.store(b.alarm, Ordering::Relaxed);
-        *self.store_drops.lock().unwrap_or_else(|p| p.into_inner()) = b.drops.clone();
+        *self.store_drops.lock_unpoisoned() = b.drops.clone();
     }
 
     /// The uploader's state after an attempt: `None` after a success. A
@@ -195,16 +196,10 @@ impl Metrics {
         match &e {
             None => self.last_upload_ok_unix_ms.store(now, Ordering::Relaxed),
             Some(reason) => {
-                *self
-                    .last_upload_failure
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner()) = Some((now, reason.clone()))
+                *self.last_upload_failure.lock_unpoisoned() = Some((now, reason.clone()))
             }
         }
-        *self
-            .last_upload_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = e;
+        *self.last_upload_error.lock_unpoisoned() = e;
     }
 }
 

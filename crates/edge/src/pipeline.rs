@@ -12,6 +12,7 @@
 //! watchdog supervisor (`crate::watchdog`) the heartbeats of detect, read,
 //! track, policy and store.
 
+use crate::sync::LockUnpoisoned;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,16 +25,16 @@ use tokio_util::sync::CancellationToken;
 use crate::capture::{self, CaptureError, FrameQueue, FrameSource};
 use crate::clock::TimeSource;
 use crate::config::{CameraConfig, CameraSource, Config, DetectConfig, ReadConfig, RuntimeConfig};
-use crate::detect::retina::RetinaPlateDetector;
 use crate::detect::{self, PlateDetector};
 use crate::keys::EvidenceSigner;
 use crate::message::{Passage, ReadFrame, Violation};
-use crate::metrics::{inc, Metrics};
+use crate::metrics::Metrics;
+use crate::models::retina::RetinaPlateDetector;
 use crate::models::ModelSet;
-use crate::policy::{Outcome, Policy};
+use crate::policy::Policy;
 use crate::read::{self, PlateReader};
 use crate::status::{self, DeviceFacts};
-use crate::store::{RecordContext, Store, StoreLimits};
+use crate::store::{RecordContext, Store, StoreLimits, StoreOptions};
 use crate::track::Tracker;
 use crate::upload::{self, Backend};
 use crate::watchdog::{Beat, Progress};
@@ -155,9 +156,12 @@ pub fn detector_and_reader(
 /// violations: every passage is a non-hit (a controller that only counts). A
 /// bundle that fails its checks is logged and left out of force; the reload
 /// task (see [`start`]) tries again when its file changes.
-pub fn policy_from_config(cfg: &Config) -> Result<Policy, PipelineError> {
-    let policy = Policy::from_config(cfg)?;
-    let st = policy.lists().status(chrono::Utc::now());
+pub fn policy_from_config(
+    cfg: &Config,
+    clocks: Arc<dyn crate::clock::Clocks>,
+) -> Result<Policy, PipelineError> {
+    let policy = Policy::from_config(cfg, clocks)?;
+    let st = policy.lists().status_now();
     tracing::info!(
         zone = %st.zone,
         hit_list_version = st.hit_list.as_ref().map(|l| l.version),
@@ -170,46 +174,10 @@ pub fn policy_from_config(cfg: &Config) -> Result<Policy, PipelineError> {
     Ok(policy)
 }
 
-/// Looks every `every` whether a bundle file changed, and swaps the new list
-/// in; an age alarm that starts or ends is logged once.
-async fn run_list_reload(
-    lists: std::sync::Arc<crate::policy::Lists>,
-    every: Duration,
-    stop: CancellationToken,
-) {
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tick.tick().await;
-    let mut alarmed = false;
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let l = lists.clone();
-        // Verifying a large bundle takes a while: keep it off the async threads.
-        let status = tokio::task::spawn_blocking(move || {
-            l.reload_if_changed();
-            l.status(chrono::Utc::now())
-        })
-        .await;
-        if let Ok(st) = status {
-            if st.alarm != alarmed {
-                alarmed = st.alarm;
-                if alarmed {
-                    tracing::warn!(reasons = ?st.alarm_reasons, "zone list alarm");
-                } else {
-                    tracing::info!("zone list alarm cleared");
-                }
-            }
-        }
-    }
-}
-
 /// What the status page may know of the lists: their status, nothing more.
 fn lists_probe(lists: &Arc<crate::policy::Lists>) -> status::ListsProbe {
     let lists = lists.clone();
-    Arc::new(move || lists.status(chrono::Utc::now()))
+    Arc::new(move || lists.status_now())
 }
 
 /// What the pipeline is made of; tests swap any part.
@@ -278,19 +246,19 @@ pub async fn start(cfg: &Config, parts: Parts) -> Result<Running, PipelineError>
 
     // Open the store first: a daemon that cannot record must not start capturing.
     // A damaged one is moved aside so that recording goes on in a fresh one.
-    let (mut store, moved) = Store::open_checked(&cfg.store.path)?;
+    let opts = StoreOptions {
+        limits: StoreLimits {
+            max_bytes: cfg.store.max_bytes,
+            policy: cfg.store.on_budget_full,
+        },
+        clocks: parts.time.clocks.clone(),
+    };
+    let (mut store, moved) = Store::open_checked(&cfg.store.path, opts)?;
     if let Some(m) = moved {
         tracing::error!(moved_to = %m.to.display(), reason = %m.reason, "violation store was damaged: moved aside, recording into a fresh one");
-        *metrics
-            .store_moved_aside
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(format!("{}: {}", m.to.display(), m.reason));
+        *metrics.store_moved_aside.lock_unpoisoned() =
+            Some(format!("{}: {}", m.to.display(), m.reason));
     }
-    store.set_limits(StoreLimits {
-        max_bytes: cfg.store.max_bytes,
-        policy: cfg.store.on_budget_full,
-    });
-    store.set_clocks(parts.time.clocks.clone());
     metrics.pending_uploads.store(
         store.pending_count().unwrap_or(0),
         std::sync::atomic::Ordering::Relaxed,
@@ -325,7 +293,7 @@ pub async fn start(cfg: &Config, parts: Parts) -> Result<Running, PipelineError>
         let id: Arc<str> = cam.id.into();
         let (open, retry) = (cam.open, cam.retry_open);
         spawn_thread("capture", move || {
-            capture::run_camera(id, open, retry, q, t, m, s)
+            capture::stage::run(id, open, retry, q, t, m, s)
         })?;
     }
     // The newest frame per camera, for the status page's live snapshot.
@@ -337,7 +305,7 @@ pub async fn start(cfg: &Config, parts: Parts) -> Result<Running, PipelineError>
             beat: progress.beat("detect"),
         });
         spawn_thread("detect", move || {
-            detect::run_stage(detector, queue, detected_tx, l, m, s)
+            detect::stage::run(detector, queue, detected_tx, l, m, s)
         })?;
     }
     {
@@ -347,10 +315,19 @@ pub async fn start(cfg: &Config, parts: Parts) -> Result<Running, PipelineError>
             beat: progress.beat("read"),
         });
         spawn_thread("read", move || {
-            read::run_stage(reader, rc, detected_rx, read_tx, m)
+            read::stage::run(reader, rc, detected_rx, read_tx, m)
         })?;
     }
-    tokio::spawn(run_track(
+    let in_flight: crate::track::stage::FramesInFlight = {
+        let m = metrics.clone();
+        Box::new(move |cam: &str| {
+            let c = m.camera(cam);
+            let load =
+                |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+            load(&c.frames_captured).saturating_sub(load(&c.frames_dropped))
+        })
+    };
+    tokio::spawn(crate::track::stage::run(
         Tracker::with_cameras(&cfg.track, &cfg.cameras)
             .with_sure_confidence(cfg.policy.min_confidence),
         read_rx,
@@ -358,11 +335,13 @@ pub async fn start(cfg: &Config, parts: Parts) -> Result<Running, PipelineError>
         parts.time.clone(),
         progress.beat("track"),
         metrics.clone(),
+        in_flight,
     ));
     let lists = parts.policy.lists().clone();
-    tokio::spawn(run_list_reload(
+    tokio::spawn(crate::policy::stage::run_list_reload(
         lists.clone(),
         Duration::from_secs(cfg.policy.reload_check_s),
+        parts.time.clocks.clone(),
         stop_services.clone(),
     ));
     if let Some(url) = &cfg.policy.lists_url {
@@ -375,6 +354,7 @@ pub async fn start(cfg: &Config, parts: Parts) -> Result<Running, PipelineError>
             url,
             ca,
             Duration::from_secs(cfg.upload.timeout_s.max(1)),
+            crate::policy::fetch::MAX_BUNDLE_BYTES,
             lists.clone(),
         )
         .map_err(|e| PipelineError::ListFetch(e.to_string()))?;
@@ -384,7 +364,7 @@ pub async fn start(cfg: &Config, parts: Parts) -> Result<Running, PipelineError>
             stop_services.clone(),
         ));
     }
-    tokio::spawn(run_policy(
+    tokio::spawn(crate::policy::stage::run(
         parts.policy,
         passage_rx,
         violation_tx,
@@ -415,21 +395,21 @@ pub async fn start(cfg: &Config, parts: Parts) -> Result<Running, PipelineError>
         let beat = progress.beat("store");
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         spawn_thread("store", move || {
-            run_store(&mut store, &contexts, violation_rx, &m, &w, &beat);
+            crate::store::stage::run(&mut store, &contexts, violation_rx, &m, &w, &beat);
             let _ = done_tx.send(());
         })?;
         tokio::spawn(async move {
             let _ = done_rx.await;
         })
     };
-    tokio::spawn(run_retention(
+    tokio::spawn(crate::store::stage::run_retention(
         cfg.store.path.clone(),
-        RetentionParams {
+        crate::store::stage::RetentionParams {
             acked_evidence: chrono::Duration::hours(
                 cfg.store.acked_evidence_retention_h.min(1_000_000) as i64,
             ),
             max_age: chrono::Duration::days(cfg.store.max_retention_days.min(100_000) as i64),
-            every: RETENTION_EVERY,
+            every: crate::store::stage::RETENTION_EVERY,
             signer: signer.clone(),
         },
         parts.time.clone(),
@@ -441,7 +421,10 @@ pub async fn start(cfg: &Config, parts: Parts) -> Result<Running, PipelineError>
         parts.backend,
         wake_uploader,
         metrics.clone(),
-        upload::UploaderParams::from_config(&cfg.upload),
+        upload::UploaderParams {
+            clocks: parts.time.clocks.clone(),
+            ..upload::UploaderParams::from_config(&cfg.upload)
+        },
         stop_services.clone(),
     )));
     let served = status::serve(
@@ -502,20 +485,9 @@ impl PlateReader for BeatingReader {
     fn read(
         &mut self,
         crops: &[image::RgbImage],
-    ) -> Result<Vec<crate::read::TextRead>, crate::read::ReadError> {
+    ) -> Result<Vec<crate::read::Look>, crate::read::ReadError> {
         let inner = &mut self.inner;
         self.beat.handle(|| inner.read(crops))
-    }
-
-    // Forwarded, not left to the default: the read stage widens crops cut at
-    // their edge only where the reader says where its characters lie.
-    fn read_located(
-        &mut self,
-        crops: &[image::RgbImage],
-    ) -> Result<Vec<(crate::read::TextRead, Option<crate::read::Extent>)>, crate::read::ReadError>
-    {
-        let inner = &mut self.inner;
-        self.beat.handle(|| inner.read_located(crops))
     }
 }
 
@@ -524,305 +496,5 @@ async fn log_uploader_end(
 ) {
     if let Err(e) = run.await {
         tracing::error!(error = %e, "uploader stopped; violations stay in the store until restart");
-    }
-}
-
-/// How often retention runs (and once at start).
-const RETENTION_EVERY: Duration = Duration::from_secs(600);
-
-/// What [`run_retention`] keeps, how often it looks, and the key that signs
-/// the tombstones of expired undelivered records.
-#[derive(Clone, Debug)]
-pub struct RetentionParams {
-    /// How long a delivered record keeps its images.
-    pub acked_evidence: chrono::Duration,
-    /// The maximum retention of any record (`store.max_retention_days`).
-    pub max_age: chrono::Duration,
-    pub every: Duration,
-    pub signer: EvidenceSigner,
-}
-
-/// Applies retention every `params.every` on its own connection to the
-/// store, with the wall clock of `time`, and publishes the drop counters.
-pub async fn run_retention(
-    path: PathBuf,
-    params: RetentionParams,
-    time: TimeSource,
-    metrics: Arc<Metrics>,
-    stop: CancellationToken,
-) {
-    let store = match tokio::task::spawn_blocking(move || Store::open(&path)).await {
-        Ok(Ok(s)) => Arc::new(std::sync::Mutex::new(s)),
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "retention cannot open the store; nothing will be deleted");
-            return;
-        }
-        Err(_) => return,
-    };
-    let mut tick = tokio::time::interval(params.every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let now = time.clocks.wall();
-        let s = store.clone();
-        let p = params.clone();
-        let done = tokio::task::spawn_blocking(move || {
-            let mut g = s.lock().unwrap_or_else(|p| p.into_inner());
-            let report = g.apply_retention(now, p.acked_evidence, p.max_age, &p.signer)?;
-            Ok::<_, crate::store::StoreError>((report, g.budget_status()?))
-        })
-        .await;
-        match done {
-            Ok(Ok((report, budget))) => {
-                // Expired undelivered records are logged by seq in the store.
-                if report.acked_evidence_deleted + report.acked_rows_deleted > 0 {
-                    tracing::info!(
-                        acked_evidence_deleted = report.acked_evidence_deleted,
-                        acked_rows_deleted = report.acked_rows_deleted,
-                        "retention"
-                    );
-                }
-                // Only the counters: the alarm belongs to the recording thread.
-                *metrics
-                    .store_drops
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner()) = budget.drops;
-                metrics
-                    .store_used_bytes
-                    .store(budget.used_bytes, std::sync::atomic::Ordering::Relaxed);
-            }
-            Ok(Err(e)) => {
-                inc(&metrics.store_errors);
-                tracing::error!(error = %e, "retention failed; trying again later");
-            }
-            Err(_) => return,
-        }
-    }
-}
-
-/// A camera none of whose frames has reached the tracker for this long, and
-/// none of whose frames is still on its way there, has stalled (a live camera
-/// sends frames continuously, even empty ones); its open tracks are closed so
-/// that the last vehicle's passage is not held back. Frames still in detection
-/// or reading keep the camera alive however slow the machine (an emulated
-/// controller takes a minute a frame), so a slow machine never splits a
-/// passage this way.
-const CAMERA_STALL: Duration = Duration::from_secs(30);
-
-/// However many frames the counters say are still on their way, a camera
-/// silent at the tracker this long has stalled: a frame lost without being
-/// counted must not hold a track open forever.
-const CAMERA_STALL_REGARDLESS: Duration = Duration::from_secs(300);
-
-/// Whether a camera has stalled, given how long ago its last frame reached the
-/// tracker and how many of its captured frames have neither been dropped nor
-/// reached the tracker yet.
-fn camera_stalled(since_last_arrival: Duration, frames_in_flight: u64) -> bool {
-    since_last_arrival > CAMERA_STALL_REGARDLESS
-        || (since_last_arrival > CAMERA_STALL && frames_in_flight == 0)
-}
-
-/// The track stage: passes frames to the tracker (which closes tracks on the
-/// frames' own clock and gives each passage out as soon as its track closes),
-/// closes the tracks of a camera that has stalled, and counts the re-reads of
-/// parked vehicles that it suppressed.
-async fn run_track(
-    mut tracker: Tracker,
-    mut input: mpsc::Receiver<ReadFrame>,
-    out: mpsc::Sender<Passage>,
-    time: TimeSource,
-    beat: Arc<Beat>,
-    metrics: Arc<Metrics>,
-) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let mut last_arrival: HashMap<Arc<str>, Duration> = HashMap::new();
-    let mut arrived: HashMap<Arc<str>, u64> = HashMap::new();
-    loop {
-        let passages = tokio::select! {
-            msg = input.recv() => match msg {
-                Some(frame) => {
-                    last_arrival.insert(frame.frame.camera.clone(), time.clocks.monotonic());
-                    *arrived.entry(frame.frame.camera.clone()).or_default() += 1;
-                    beat.handle(|| tracker.push(&frame))
-                }
-                None => break,
-            },
-            _ = tick.tick() => {
-                let now = time.clocks.monotonic();
-                let in_flight = |cam: &str| {
-                    let c = metrics.camera(cam);
-                    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
-                    load(&c.frames_captured)
-                        .saturating_sub(load(&c.frames_dropped))
-                        .saturating_sub(arrived.get(cam).copied().unwrap_or(0))
-                };
-                let stalled: Vec<Arc<str>> = last_arrival
-                    .iter()
-                    .filter(|(cam, &at)| camera_stalled(now.saturating_sub(at), in_flight(cam)))
-                    .map(|(cam, _)| cam.clone())
-                    .collect();
-                stalled.iter().flat_map(|cam| {
-                    last_arrival.remove(cam);
-                    tracker.close_camera(cam)
-                }).collect()
-            },
-        };
-        metrics.duplicates_suppressed.fetch_add(
-            tracker.take_suppressed(),
-            std::sync::atomic::Ordering::Relaxed,
-        );
-        for p in passages {
-            if out.send(p).await.is_err() {
-                return;
-            }
-        }
-    }
-    let last = tracker.flush();
-    metrics.duplicates_suppressed.fetch_add(
-        tracker.take_suppressed(),
-        std::sync::atomic::Ordering::Relaxed,
-    );
-    for p in last {
-        if out.send(p).await.is_err() {
-            return;
-        }
-    }
-}
-
-/// The policy stage: counts and drops non-hits; passes violations on.
-async fn run_policy(
-    policy: Policy,
-    mut input: mpsc::Receiver<Passage>,
-    out: mpsc::Sender<Violation>,
-    metrics: Arc<Metrics>,
-    beat: Arc<Beat>,
-) {
-    while let Some(passage) = input.recv().await {
-        inc(&metrics.passages);
-        inc(&metrics.camera(&passage.camera).passages);
-        let outcome = beat.handle(|| policy.decide(&passage));
-        // The reason only: never the plate of a passage that is not acted on.
-        tracing::debug!(camera = %passage.camera, direction = passage.direction.as_str(), confidence = passage.confidence, outcome = outcome.reason(), "passage judged");
-        match outcome {
-            Outcome::Violation(decision) => {
-                if out.send(Violation { passage, decision }).await.is_err() {
-                    return;
-                }
-            }
-            Outcome::LowConfidence => inc(&metrics.low_confidence_passages),
-            other => {
-                inc(&metrics.non_hits);
-                match other {
-                    Outcome::OutsideHours => inc(&metrics.outside_hours),
-                    Outcome::NotEntering => inc(&metrics.not_entering),
-                    Outcome::Foreign => inc(&metrics.foreign_plates),
-                    Outcome::Exempt => inc(&metrics.exempt),
-                    Outcome::NotYetBanned => inc(&metrics.not_yet_banned),
-                    Outcome::ListsUnavailable => inc(&metrics.lists_unavailable),
-                    _ => {}
-                }
-            }
-        }
-        // `passage` (text, crop and frame) is dropped here for every non-hit.
-    }
-}
-
-/// The store stage: commits each violation, retrying (and holding it in
-/// memory) while the database refuses, so that a full disk loses nothing
-/// that is still in this process.
-fn run_store(
-    store: &mut Store,
-    contexts: &HashMap<String, RecordContext>,
-    mut input: mpsc::Receiver<Violation>,
-    metrics: &Metrics,
-    wake: &Notify,
-    beat: &Beat,
-) {
-    while let Some(v) = input.blocking_recv() {
-        let Some(ctx) = contexts.get(&*v.passage.camera) else {
-            // Cannot happen: passages come only from configured cameras.
-            tracing::error!(camera = %v.passage.camera, "violation from an unconfigured camera; not recorded");
-            inc(&metrics.store_errors);
-            continue;
-        };
-        let mut delay = Duration::from_millis(200);
-        loop {
-            // Busy only inside the write: a store that refuses and is
-            // retried with backoff is working as designed, not stuck.
-            match beat.handle(|| store.record(&v, ctx)) {
-                Err(e @ crate::store::StoreError::BudgetFull { .. }) => {
-                    // The configured policy: not recorded, counted, alarmed.
-                    inc(&metrics.violations_refused);
-                    tracing::error!(error = %e, camera = %v.passage.camera, "violation not recorded");
-                    if let Ok(b) = store.budget_status() {
-                        metrics.set_store_budget(&b);
-                    }
-                    break;
-                }
-                Ok(id) => {
-                    if !v.passage.best.captured.sync.synchronised {
-                        inc(&metrics.violations_clock_unsynchronised);
-                        tracing::warn!(
-                            seq = id.seq,
-                            "violation recorded with an unsynchronised clock; its record says so"
-                        );
-                    }
-                    if let Some(reason) = id.evidence_dropped {
-                        tracing::warn!(
-                            seq = id.seq,
-                            reason,
-                            "disk budget reached: violation recorded without its images"
-                        );
-                    }
-                    if let Ok(b) = store.budget_status() {
-                        metrics.set_store_budget(&b);
-                    }
-                    // Even a violation's plate is masked in logs: the log is
-                    // not evidence, and may travel further than the store.
-                    tracing::info!(
-                        camera = %v.passage.camera,
-                        plate = %crate::policy::mask_plate(&v.passage.text),
-                        seq = id.seq,
-                        "violation recorded"
-                    );
-                    inc(&metrics.violations_recorded);
-                    if let Ok(n) = store.pending_count() {
-                        metrics
-                            .pending_uploads
-                            .store(n, std::sync::atomic::Ordering::Relaxed);
-                    }
-                    wake.notify_one();
-                    break;
-                }
-                Err(e) => {
-                    inc(&metrics.store_errors);
-                    tracing::error!(error = %e, retry_in_ms = delay.as_millis() as u64, "cannot record violation; holding it and retrying");
-                    std::thread::sleep(delay);
-                    delay = (delay * 2).min(Duration::from_secs(30));
-                }
-            }
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_camera_with_frames_still_on_their_way_has_not_stalled() {
-        let s = Duration::from_secs;
-        assert!(!camera_stalled(s(29), 0), "recently heard from");
-        assert!(camera_stalled(s(31), 0), "silent and drained");
-        // An emulated controller: a minute a frame, the next one in detection.
-        assert!(!camera_stalled(s(60), 1));
-        assert!(!camera_stalled(s(299), 3));
-        assert!(
-            camera_stalled(s(301), 3),
-            "a lost frame holds nothing forever"
-        );
     }
 }

@@ -9,6 +9,7 @@
 //! plate or the store. Messages go out through [`Notifier`], so tests check the
 //! decision without systemd or processes.
 
+use crate::sync::LockUnpoisoned;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -62,19 +63,13 @@ pub struct RecordingNotifier {
 
 impl RecordingNotifier {
     pub fn events(&self) -> Vec<Event> {
-        self.events
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.events.lock_unpoisoned().clone()
     }
 }
 
 impl Notifier for RecordingNotifier {
     fn notify(&self, event: Event) {
-        self.events
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(event);
+        self.events.lock_unpoisoned().push(event);
     }
 }
 
@@ -153,17 +148,14 @@ impl Progress {
             busy_since: AtomicU64::new(0),
             handled: AtomicU64::new(0),
         });
-        self.beats
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(beat.clone());
+        self.beats.lock_unpoisoned().push(beat.clone());
         beat
     }
 
     /// The stage busy longest on one message, if that is longer than `limit`.
     pub fn health(&self, limit: Duration) -> Health {
         let now = self.clocks.monotonic().as_millis() as u64;
-        let beats = self.beats.lock().unwrap_or_else(|p| p.into_inner());
+        let beats = self.beats.lock_unpoisoned();
         beats
             .iter()
             .filter_map(|b| {
@@ -259,6 +251,10 @@ mod tests {
         }
         fn monotonic(&self) -> Duration {
             Duration::from_millis(self.0.load(Ordering::Relaxed))
+        }
+        fn sleep(&self, d: Duration) -> crate::clock::Sleep {
+            self.advance(d);
+            Box::pin(std::future::ready(()))
         }
     }
 

@@ -9,13 +9,13 @@
 use std::time::Instant;
 
 use anpr_edge::config::{DetectConfig, RuntimeConfig};
-use anpr_edge::detect::retina::RetinaPlateDetector;
 use anpr_edge::detect::PlateDetector;
 use anpr_edge::message::BoxF;
+use anpr_edge::models::ppocr::PpOcrReader;
+use anpr_edge::models::retina::RetinaPlateDetector;
 use anpr_edge::models::ModelSet;
-use anpr_edge::read::ppocr::PpOcrReader;
 use anpr_edge::read::{rectify, PlateReader};
-use anpr_edge::synth::{frame_truth, render_frame, Camera, Scenario};
+use anpr_lab::synth::{frame_truth, render_frame, Camera, Scenario};
 
 const BINS: [(f32, f32); 5] = [
     (0.0, 60.0),
@@ -33,7 +33,11 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or(2)
         .max(1);
     let models = ModelSet::new(&RuntimeConfig {
-        models_dir: concat!(env!("CARGO_MANIFEST_DIR"), "/models/cache").into(),
+        models_dir: concat!(
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../.."),
+            "/models/cache"
+        )
+        .into(),
         ..RuntimeConfig::default()
     })?;
     // The demo scene, and the same street through a wider lens, which makes
@@ -142,7 +146,7 @@ fn main() -> anyhow::Result<()> {
                 continue;
             };
             let reads = reader.read(std::slice::from_ref(&crop))?;
-            if reads.first().is_some_and(|r| r.text == plate.text) {
+            if reads.first().is_some_and(|r| r.text.text == plate.text) {
                 read_ok[bin] += 1;
             }
         }

@@ -27,7 +27,7 @@ use anpr_edge::config::Config;
 use anpr_edge::detect::{DetectError, PlateDetector};
 use anpr_edge::message::Detection;
 use anpr_edge::pipeline::{self, Parts};
-use anpr_edge::read::{PlateReader, ReadError, TextRead};
+use anpr_edge::read::{Look, PlateReader, PlateText, ReadError};
 use anpr_edge::status::DeviceFacts;
 use anpr_edge::store::PendingRecord;
 use anpr_edge::upload::{Ack, Backend, UploadError};
@@ -68,16 +68,10 @@ impl PlateDetector for BusyDetector {
 struct NoReader;
 
 impl PlateReader for NoReader {
-    fn read(&mut self, crops: &[RgbImage]) -> Result<Vec<TextRead>, ReadError> {
+    fn read(&mut self, crops: &[RgbImage]) -> Result<Vec<Look>, ReadError> {
         Ok(crops
             .iter()
-            .map(|_| TextRead {
-                text: String::new(),
-                char_confidences: Vec::new(),
-                confidence: 0.0,
-                country: None,
-                sidecode: None,
-            })
+            .map(|_| Look::unlocated(PlateText::default()))
             .collect())
     }
 }
@@ -180,16 +174,16 @@ fn lower_priority() {
 
 fn main() -> anyhow::Result<()> {
     let a = args();
-    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let root = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."));
     let models = a
         .models
         .clone()
         .unwrap_or_else(|| root.join("models/cache"));
     let scripted = a.scripted || !models.join("clp_det.onnx").exists();
     let tmp = tempfile::tempdir()?;
-    let scene = anpr_edge::synth::Scenario::small_test();
-    anpr_edge::synth::write_frames(&scene, &tmp.path().join("frames"))?;
-    let keys = anpr_edge::policy::bundle::generate_keys(&tmp.path().join("keys"))?;
+    let scene = anpr_lab::synth::Scenario::small_test();
+    anpr_lab::synth::write_frames(&scene, &tmp.path().join("frames"))?;
+    let keys = anpr_wire::build::generate_keys(&tmp.path().join("keys"))?;
     std::fs::write(tmp.path().join("ca.pem"), "unused")?;
     let text = format!(
         "[device]\nid = \"load\"\n[runtime]\nmodels_dir = \"{models}\"\n\
@@ -238,7 +232,7 @@ fn main() -> anyhow::Result<()> {
             reader,
             backend: Arc::new(AckingBackend),
             cameras: pipeline::cameras_from_config(&cfg.cameras, false),
-            policy: pipeline::policy_from_config(&cfg)?,
+            policy: pipeline::policy_from_config(&cfg, TimeSource::real().clocks)?,
             time: TimeSource::real(),
             facts,
         };

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anpr_edge::synth::{frame_truth, render_frame, Scenario};
+use anpr_lab::synth::{frame_truth, render_frame, Scenario};
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);

@@ -11,15 +11,16 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::clock::TimeSource;
-use crate::config::Config;
-use crate::metrics::{Metrics, MetricsSnapshot};
-use crate::pipeline;
-use crate::policy::bundle::{self, BundleMeta, ListKind};
-use crate::policy::hash::HmacKey;
-use crate::receiver::{self, ReceivedRecord, ReceiverHandle};
 use crate::synth::Scenario;
-use crate::upload::HttpsBackend;
+use anpr_edge::clock::TimeSource;
+use anpr_edge::config::Config;
+use anpr_edge::metrics::{Metrics, MetricsSnapshot};
+use anpr_edge::pipeline;
+use anpr_edge::upload::HttpsBackend;
+use anpr_receiver::{self as receiver, ReceivedRecord, ReceiverHandle};
+use anpr_wire::build as bundle;
+use anpr_wire::bundle::{BundleMeta, ListKind};
+use anpr_wire::hash::HmacKey;
 
 const DEMO_ZONE: &str = "demo-ze";
 /// The demo controller's device id.
@@ -35,19 +36,19 @@ pub enum DemoError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    Config(#[from] anpr_edge::config::ConfigError),
     #[error(transparent)]
-    Receiver(#[from] crate::receiver::ReceiverError),
+    Receiver(#[from] anpr_receiver::ReceiverError),
     #[error(transparent)]
-    Upload(#[from] crate::upload::UploadError),
+    Upload(#[from] anpr_edge::upload::UploadError),
     #[error(transparent)]
-    Pipeline(#[from] crate::pipeline::PipelineError),
+    Pipeline(#[from] anpr_edge::pipeline::PipelineError),
     #[error(transparent)]
-    Keys(crate::policy::hash::KeyError),
+    Keys(anpr_wire::hash::KeyError),
     #[error(transparent)]
-    Bundle(#[from] crate::policy::bundle::BuildError),
+    Bundle(#[from] anpr_wire::build::BuildError),
     #[error(transparent)]
-    DeviceKeys(#[from] crate::keys::KeyError),
+    DeviceKeys(#[from] anpr_edge::keys::KeyError),
     #[error("the store stage ended abnormally: {0}")]
     Store(String),
     #[error("cannot hash the status page password: {0}")]
@@ -172,7 +173,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
 
     // The device provisioned as in the field; the receiver's CA issues its
     // client certificate and the receiver is given its evidence public key.
-    let device = crate::keys::provision(&crate::keys::ProvisionOptions {
+    let device = anpr_edge::keys::provision(&anpr_edge::keys::ProvisionOptions {
         state_dir: dir.join("device"),
         config: None,
         device_id: DEMO_DEVICE.into(),
@@ -187,7 +188,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
         },
     )
     .await?;
-    let device_key = crate::keys::verifying_key_from_base64(&device.evidence_public_base64)
+    let device_key = anpr_wire::chain::verifying_key_from_base64(&device.evidence_public_base64)
         .map_err(|e| DemoError::Store(e.to_string()))?;
     receiver.trust_device(DEMO_DEVICE, device_key);
     let receiver_addr = receiver.addr;
@@ -201,7 +202,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
         rand::rngs::OsRng.fill_bytes(&mut raw);
         hex::encode(raw)
     };
-    let password_hash = crate::status::auth::hash_password(&status_password)
+    let password_hash = anpr_edge::status::auth::hash_password(&status_password)
         .map_err(|e| DemoError::Password(e.to_string()))?;
     let config_path = dir.join("config.toml");
     write(
@@ -224,7 +225,7 @@ pub async fn run(opts: DemoOptions) -> Result<DemoOutcome, DemoError> {
         reader: inference.reader,
         backend: Arc::new(HttpsBackend::new(&cfg.upload)?),
         cameras: pipeline::cameras_from_config(&cfg.cameras, false),
-        policy: pipeline::policy_from_config(&cfg)?,
+        policy: pipeline::policy_from_config(&cfg, TimeSource::real().clocks)?,
         time: TimeSource::real(),
         facts: inference.facts,
     };

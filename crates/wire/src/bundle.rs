@@ -1,15 +1,16 @@
 //! Signed list bundles: the compact binary format in which the backend ships a
-//! zone's hit list or exemption list. Byte layout in `docs/lists.md`.
+//! zone's hit list or exemption list. Byte layout in `docs/ref/lists.md`.
 //!
 //! Decoding checks structure (magic, lengths, entry count, sort order) and the
 //! Ed25519 signature, and nothing else; version, zone and key checks against the
-//! device's current state are the loader's (see `lists`).
+//! device's current state are the device's. [`decode_into`] hands each entry
+//! to an [`EntrySink`], so the device builds its compact lists without a copy
+//! of every entry in between; [`decode`] collects them into [`Entries`].
 
 use chrono::{DateTime, NaiveDate, Utc};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 
-use super::hash::{HmacKey, PlateHash, HASH_LEN};
-use super::lists::{ExemptionList, HitList};
+use crate::hash::{PlateHash, HASH_LEN};
 
 /// First 8 bytes of every bundle: "ANPRLST" and format number 1.
 pub const MAGIC: [u8; 8] = *b"ANPRLST\x01";
@@ -109,18 +110,68 @@ pub enum Entries {
     Exemption(Vec<ExemptionEntry>),
 }
 
-/// A decoded, signature-checked bundle.
-#[derive(Debug)]
-pub enum Decoded {
-    Hit(BundleHeader, HitList),
-    Exemption(BundleHeader, ExemptionList),
+/// Where [`decode_into`] puts each entry, in bundle order. Returning false
+/// refuses the entry (out of order for the sink, or more than it can hold) and
+/// fails the decode with [`BundleError::Unsorted`].
+pub trait EntrySink {
+    fn hit(&mut self, hash: PlateHash, entry_id: &str, banned_from: NaiveDate, class: &str)
+        -> bool;
+    fn exemption(
+        &mut self,
+        hash: PlateHash,
+        entry_id: &str,
+        valid_from: DateTime<Utc>,
+        valid_until: DateTime<Utc>,
+        zone: &str,
+    ) -> bool;
 }
 
-impl Decoded {
-    pub fn header(&self) -> &BundleHeader {
-        match self {
-            Decoded::Hit(h, _) | Decoded::Exemption(h, _) => h,
+/// Collects entries as they are; checks the canonical order that [`encode`] writes.
+impl EntrySink for Entries {
+    fn hit(
+        &mut self,
+        hash: PlateHash,
+        entry_id: &str,
+        banned_from: NaiveDate,
+        class: &str,
+    ) -> bool {
+        let Entries::Hit(list) = self else {
+            return false;
+        };
+        if list.last().is_some_and(|e| e.hash >= hash) {
+            return false;
         }
+        list.push(HitEntry {
+            hash,
+            entry_id: entry_id.to_string(),
+            banned_from,
+            vehicle_class: (!class.is_empty()).then(|| class.to_string()),
+        });
+        true
+    }
+
+    fn exemption(
+        &mut self,
+        hash: PlateHash,
+        entry_id: &str,
+        valid_from: DateTime<Utc>,
+        valid_until: DateTime<Utc>,
+        zone: &str,
+    ) -> bool {
+        let Entries::Exemption(list) = self else {
+            return false;
+        };
+        if list.last().is_some_and(|e| e.hash > hash) {
+            return false;
+        }
+        list.push(ExemptionEntry {
+            hash,
+            entry_id: entry_id.to_string(),
+            valid_from,
+            valid_until,
+            zone: (!zone.is_empty()).then(|| zone.to_string()),
+        });
+        true
     }
 }
 
@@ -263,35 +314,6 @@ fn put_entry_id(out: &mut Vec<u8>, id: &str) -> Result<(), BundleError> {
     put_str(out, id, 255, "entry id")
 }
 
-/// Hashes plain rows with `key` and encodes them (see [`encode`]).
-pub fn hash_hits(key: &HmacKey, rows: &[super::csv::HitRow]) -> Entries {
-    Entries::Hit(
-        rows.iter()
-            .map(|r| HitEntry {
-                hash: key.hash_plate(&r.plate),
-                entry_id: r.entry_id.clone(),
-                banned_from: r.banned_from,
-                vehicle_class: r.vehicle_class.clone(),
-            })
-            .collect(),
-    )
-}
-
-/// Hashes plain exemption rows with `key`.
-pub fn hash_exemptions(key: &HmacKey, rows: &[super::csv::ExemptionRow]) -> Entries {
-    Entries::Exemption(
-        rows.iter()
-            .map(|r| ExemptionEntry {
-                hash: key.hash_plate(&r.plate),
-                entry_id: r.entry_id.clone(),
-                valid_from: r.valid_from,
-                valid_until: r.valid_until,
-                zone: r.zone.clone(),
-            })
-            .collect(),
-    )
-}
-
 // ---------------------------------------------------------------- decoding
 
 struct Reader<'a> {
@@ -401,8 +423,23 @@ fn read_header(r: &mut Reader<'_>) -> Result<BundleHeader, BundleError> {
     })
 }
 
-/// Decodes a bundle and checks its structure and its signature against `key`.
-pub fn decode(bytes: &[u8], key: &VerifyingKey) -> Result<Decoded, BundleError> {
+/// Decodes a bundle and checks its structure and its signature against `key`,
+/// collecting the entries.
+pub fn decode(bytes: &[u8], key: &VerifyingKey) -> Result<(BundleHeader, Entries), BundleError> {
+    decode_into(bytes, key, |header, cap| match header.kind {
+        ListKind::Hit => Entries::Hit(Vec::with_capacity(cap)),
+        ListKind::Exemption => Entries::Exemption(Vec::with_capacity(cap)),
+    })
+}
+
+/// Decodes a bundle and checks its structure and its signature against `key`,
+/// handing each entry to the sink that `make` builds from the header and a
+/// capacity bounded by the bundle's size (never by its stated count).
+pub fn decode_into<S: EntrySink>(
+    bytes: &[u8],
+    key: &VerifyingKey,
+    make: impl FnOnce(&BundleHeader, usize) -> S,
+) -> Result<(BundleHeader, S), BundleError> {
     let mut r = Reader {
         buf: bytes,
         pos: 0,
@@ -412,60 +449,49 @@ pub fn decode(bytes: &[u8], key: &VerifyingKey) -> Result<Decoded, BundleError> 
     let n = header.entries;
     // Never trust the count for allocation: at most what the bytes can hold.
     let cap = (n as usize).min(bytes.len() / (HASH_LEN + 2));
-    let decoded = match header.kind {
-        ListKind::Hit => {
-            let mut list = HitList::with_capacity(cap);
-            for i in 0..n {
-                r.context = format!("entry {} of {n}", i + 1);
-                let hash = r.hash()?;
-                let id = r.string("entry id", 255)?;
+    let mut sink = make(&header, cap);
+    for i in 0..n {
+        r.context = format!("entry {} of {n}", i + 1);
+        let hash = r.hash()?;
+        let id = r.string("entry id", 255)?;
+        let pushed = match header.kind {
+            ListKind::Hit => {
                 let banned_from = date_from_code(r.u32()?, i)?;
                 let class = r.string("vehicle class", MAX_CLASS_LEN)?;
                 if id.is_empty() {
                     return Err(BundleError::BadField(format!("entry {i}: empty entry id")));
                 }
-                if !list.push(hash, id, banned_from, class) {
-                    return Err(BundleError::Unsorted(i));
-                }
+                sink.hit(hash, id, banned_from, class)
             }
-            list.finish();
-            Decoded::Hit(header, list)
-        }
-        ListKind::Exemption => {
-            let mut list = ExemptionList::with_capacity(cap);
-            for i in 0..n {
-                r.context = format!("entry {} of {n}", i + 1);
-                let hash = r.hash()?;
-                let id = r.string("entry id", 255)?;
+            ListKind::Exemption => {
                 let from = timestamp(r.i64()?, "valid_from")?;
                 let until = timestamp(r.i64()?, "valid_until")?;
                 let zone = r.string("zone id", MAX_ZONE_LEN)?;
                 if id.is_empty() {
                     return Err(BundleError::BadField(format!("entry {i}: empty entry id")));
                 }
-                if !list.push(hash, id, from, until, zone) {
-                    return Err(BundleError::Unsorted(i));
-                }
+                sink.exemption(hash, id, from, until, zone)
             }
-            list.finish();
-            Decoded::Exemption(header, list)
+        };
+        if !pushed {
+            return Err(BundleError::Unsorted(i));
         }
-    };
+    }
     let signed_len = r.pos;
     r.context = "the signature".into();
     let sig = r.take(SIGNATURE_LEN)?;
     if r.pos != bytes.len() {
         return Err(BundleError::TrailingBytes(bytes.len() - r.pos));
     }
-    let sig = Signature::from_bytes(sig.try_into().expect("64 bytes"));
+    let sig = Signature::from_bytes(sig.try_into().map_err(|_| BundleError::BadSignature)?);
     key.verify(&bytes[..signed_len], &sig)
         .map_err(|_| BundleError::BadSignature)?;
-    Ok(decoded)
+    Ok((header, sink))
 }
 
 /// A verifying key from its 32 bytes in base64 (as pinned in the config).
 pub fn verifying_key_from_base64(text: &str) -> Result<VerifyingKey, String> {
-    let bytes = super::hash::from_base64(text)?;
+    let bytes = crate::hash::from_base64(text)?;
     let arr: [u8; 32] = bytes
         .as_slice()
         .try_into()
@@ -475,7 +501,7 @@ pub fn verifying_key_from_base64(text: &str) -> Result<VerifyingKey, String> {
 
 /// A signing key from its 32-byte seed in base64 (as `lists keygen` writes it).
 pub fn signing_key_from_base64(text: &str) -> Result<SigningKey, String> {
-    let bytes = super::hash::from_base64(text)?;
+    let bytes = crate::hash::from_base64(text)?;
     let arr: [u8; 32] = bytes.as_slice().try_into().map_err(|_| {
         format!(
             "an Ed25519 signing key seed is 32 bytes, not {}",
@@ -483,90 +509,4 @@ pub fn signing_key_from_base64(text: &str) -> Result<SigningKey, String> {
         )
     })?;
     Ok(SigningKey::from_bytes(&arr))
-}
-
-// ---------------------------------------------------------------- building
-
-#[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    #[error("entries: {0}")]
-    Csv(#[from] super::csv::CsvError),
-    #[error(transparent)]
-    Bundle(#[from] BundleError),
-}
-
-/// Builds a signed bundle from a plain-plate CSV (see [`super::csv`]): what
-/// `anpr-edge lists build` does, and what the demo and tests use.
-pub fn build_from_csv(
-    kind: ListKind,
-    meta: &BundleMeta,
-    csv_text: &str,
-    hmac: &HmacKey,
-    signing_key: &SigningKey,
-) -> Result<Vec<u8>, BuildError> {
-    let entries = match kind {
-        ListKind::Hit => hash_hits(hmac, &super::csv::parse_hits(csv_text)?),
-        ListKind::Exemption => hash_exemptions(hmac, &super::csv::parse_exemptions(csv_text)?),
-    };
-    Ok(encode(meta, entries, signing_key)?)
-}
-
-/// The files `anpr-edge lists keygen` writes.
-#[derive(Clone, Debug)]
-pub struct KeyFiles {
-    /// Ed25519 signing key seed, base64 (the backend's secret).
-    pub signing_key: std::path::PathBuf,
-    /// Ed25519 public key, base64: what `policy.public_key` pins.
-    pub public_key: std::path::PathBuf,
-    /// 32 random bytes, base64: an HMAC key for `policy.hmac_keys`.
-    pub hmac_key: std::path::PathBuf,
-    /// The public key's base64, to paste into a config.
-    pub public_key_base64: String,
-}
-
-/// Makes a fresh signing key pair and HMAC key in `dir` (secret files mode 0600).
-pub fn generate_keys(dir: &std::path::Path) -> std::io::Result<KeyFiles> {
-    use rand::RngCore;
-    std::fs::create_dir_all(dir)?;
-    let mut seed = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut seed);
-    let signing = SigningKey::from_bytes(&seed);
-    let mut hmac = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut hmac);
-    let public_key_base64 = super::hash::to_base64(signing.verifying_key().as_bytes());
-    let files = KeyFiles {
-        signing_key: dir.join("signing.key"),
-        public_key: dir.join("signing.pub"),
-        hmac_key: dir.join("hmac.key"),
-        public_key_base64: public_key_base64.clone(),
-    };
-    write_secret(&files.signing_key, &super::hash::to_base64(&seed))?;
-    write_secret(&files.hmac_key, &super::hash::to_base64(&hmac))?;
-    std::fs::write(&files.public_key, format!("{public_key_base64}\n"))?;
-    Ok(files)
-}
-
-fn write_secret(path: &std::path::Path, base64: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(path)?;
-    writeln!(f, "{base64}")
-}
-
-/// Reads a signing key file written by [`generate_keys`].
-pub fn load_signing_key(path: &std::path::Path) -> Result<SigningKey, super::hash::KeyError> {
-    let text = std::fs::read_to_string(path).map_err(|source| super::hash::KeyError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    signing_key_from_base64(&text).map_err(|reason| super::hash::KeyError::Invalid {
-        path: path.to_owned(),
-        reason,
-    })
 }

@@ -11,7 +11,13 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
-use super::normalise_plate;
+/// Upper-case A-Z and 0-9 only: the form in which plates are hashed and compared.
+pub fn normalise_plate(text: &str) -> String {
+    text.chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .map(|c| c.to_ascii_uppercase())
+        .collect()
+}
 
 /// Bytes of a truncated plate hash.
 pub const HASH_LEN: usize = 16;

@@ -7,19 +7,18 @@
 
 pub mod avi;
 pub mod replay;
+pub mod stage;
 pub mod v4l2;
 
+use crate::sync::LockUnpoisoned;
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use image::RgbImage;
 
-use tokio_util::sync::CancellationToken;
-
-use crate::clock::TimeSource;
-use crate::message::{Frame, Instant2};
-use crate::metrics::{inc, CameraState, Metrics};
+use crate::message::Frame;
+use crate::metrics::{inc, Metrics};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CaptureError {
@@ -104,7 +103,7 @@ impl FrameQueue {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, QueueState> {
-        self.inner.0.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.0.lock_unpoisoned()
     }
 
     /// Adds a frame, dropping the oldest queued frame if the queue is full.
@@ -178,118 +177,12 @@ impl FrameQueue {
     }
 }
 
-/// Runs one camera until its source ends or `stop` is cancelled: opens the
-/// source (retrying a missing device every few seconds, so that a camera
-/// plugged in later starts streaming), timestamps each frame and queues it.
-/// Meant to run on its own thread: sources block.
-pub fn run_camera(
-    camera: Arc<str>,
-    mut open: impl FnMut() -> Result<Box<dyn FrameSource>, CaptureError>,
-    retry_open: bool,
-    queue: FrameQueue,
-    time: TimeSource,
-    metrics: Arc<Metrics>,
-    stop: CancellationToken,
-) {
-    let counters = metrics.camera(&camera);
-    let set_state = |s: CameraState| *counters.state.lock().unwrap_or_else(|p| p.into_inner()) = s;
-    let mut seq: u64 = 0;
-    let mut warned_absent = false;
-    'reopen: while !stop.is_cancelled() {
-        let mut source = match open() {
-            Ok(s) => s,
-            Err(e) => {
-                if !warned_absent {
-                    tracing::error!(camera = %camera, error = %e, "camera unavailable; other cameras go on");
-                    warned_absent = true;
-                }
-                set_state(CameraState::Absent(e.to_string()));
-                if !retry_open {
-                    break;
-                }
-                sleep_unless_stopped(&stop, Duration::from_secs(5));
-                continue;
-            }
-        };
-        if warned_absent {
-            tracing::info!(camera = %camera, "camera available again");
-            warned_absent = false;
-        }
-        set_state(CameraState::Streaming);
-        let origin = time.now();
-        let interval = source.frame_interval();
-        let mut played: u32 = 0;
-        while !stop.is_cancelled() {
-            match source.next_frame() {
-                Ok(Some(image)) => {
-                    let captured = if source.realtime() {
-                        time.now()
-                    } else {
-                        // Unpaced replay: frames are as far apart as the recording
-                        // says, however fast this machine decodes them.
-                        let offset = interval * played;
-                        Instant2 {
-                            mono: origin.mono + offset,
-                            wall: origin.wall
-                                + chrono::Duration::from_std(offset).unwrap_or_default(),
-                            sync: origin.sync,
-                        }
-                    };
-                    played = played.saturating_add(1);
-                    counters.last_frame_unix_ms.store(
-                        captured.wall.timestamp_millis(),
-                        std::sync::atomic::Ordering::Relaxed,
-                    );
-                    inc(&counters.frames_captured);
-                    let frame = Frame {
-                        camera: camera.clone(),
-                        seq,
-                        captured,
-                        image: Arc::new(image),
-                    };
-                    seq += 1;
-                    if source.realtime() {
-                        queue.push(frame);
-                    } else if !queue.push_wait(frame, &|| stop.is_cancelled()) {
-                        break 'reopen;
-                    }
-                }
-                Ok(None) => {
-                    set_state(CameraState::Finished);
-                    break 'reopen;
-                }
-                Err(e @ CaptureError::Decode { .. }) => {
-                    // One bad frame is not a broken camera.
-                    inc(&counters.capture_errors);
-                    tracing::warn!(camera = %camera, error = %e, "frame skipped");
-                }
-                Err(e) => {
-                    inc(&counters.capture_errors);
-                    tracing::error!(camera = %camera, error = %e, "camera failed; reopening");
-                    set_state(CameraState::Absent(e.to_string()));
-                    if !retry_open {
-                        break 'reopen;
-                    }
-                    sleep_unless_stopped(&stop, Duration::from_secs(1));
-                    continue 'reopen;
-                }
-            }
-        }
-    }
-    queue.source_done();
-}
-
-fn sleep_unless_stopped(stop: &CancellationToken, d: Duration) {
-    let deadline = std::time::Instant::now() + d;
-    while !stop.is_cancelled() && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::{FixedClockSync, SimulatedClocks, SyncState};
+    use crate::clock::{FixedClockSync, SimulatedClocks, SyncState, TimeSource};
+    use crate::metrics::CameraState;
+    use tokio_util::sync::CancellationToken;
 
     fn frame(cam: &str, seq: u64) -> Frame {
         let t = TimeSource {
@@ -375,7 +268,7 @@ mod tests {
                 max_error_us: 0,
             })),
         };
-        run_camera(
+        stage::run(
             "a".into(),
             move || Ok(Box::new(script.take().expect("opened once")) as Box<dyn FrameSource>),
             false,
@@ -407,7 +300,7 @@ mod tests {
     fn absent_camera_is_reported_and_ends_its_source() {
         let m = Metrics::new();
         let q = FrameQueue::new(8, 1, m.clone());
-        run_camera(
+        stage::run(
             "gone".into(),
             || {
                 Err(CaptureError::Device {

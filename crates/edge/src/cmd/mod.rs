@@ -2,8 +2,6 @@
 //! with context here, and nowhere else.
 
 pub mod check_config;
-pub mod demo;
-pub mod eval;
 pub mod lists;
 pub mod passwd;
 pub mod provision;

@@ -36,14 +36,16 @@ pub fn run(config: &Path) -> anyhow::Result<ExitCode> {
         notifier.notify(Event::Status("loading models".into()));
         let inference = pipeline::inference_from_config(&cfg).context("cannot load the models")?;
         let backend = Arc::new(HttpsBackend::new(&cfg.upload).context("cannot set up the upload link")?);
-        let policy = pipeline::policy_from_config(&cfg).context("cannot load the zone lists")?;
+        let time = TimeSource::real();
+        let policy = pipeline::policy_from_config(&cfg, time.clocks.clone())
+            .context("cannot load the zone lists")?;
         let parts = pipeline::Parts {
             detector: fault::wrap_detector(inference.detector),
             reader: inference.reader,
             backend,
             cameras: pipeline::cameras_from_config(&cfg.cameras, true),
             policy,
-            time: TimeSource::real(),
+            time,
             facts: inference.facts,
         };
         // Opens the store and starts the uploader and the status endpoint.

@@ -6,38 +6,15 @@
 //! and, for the status page's live snapshot, one in-memory slot per camera
 //! ([`LatestFrames`]) that holds the newest frame and is overwritten by the next.
 
-pub mod retina;
+pub mod stage;
 
-use image::RgbImage;
-
-use crate::message::Detection;
-
-#[derive(Debug, thiserror::Error)]
-pub enum DetectError {
-    #[error("detector inference failed: {0}")]
-    Inference(String),
-    #[error("detector output has an unexpected shape: {0}")]
-    Output(String),
-}
-
-/// Anything that finds plates in an image. Implementations may keep scratch
-/// buffers, hence `&mut self`.
-pub trait PlateDetector: Send {
-    /// Plates in `image`, best first, with boxes and corners in its pixels.
-    fn detect(&mut self, image: &RgbImage) -> Result<Vec<Detection>, DetectError>;
-}
+/// The stage's view of a detector model.
+pub use crate::models::{DetectError, PlateDetector};
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
 
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
-
-use crate::capture::{FrameQueue, Popped};
 use crate::message::DetectedFrame;
-use crate::metrics::{inc, Metrics};
 
 type Slot = Option<Arc<DetectedFrame>>;
 
@@ -90,44 +67,5 @@ impl LatestFramesView {
     /// The newest detected frame of `camera`, if it has delivered one.
     pub fn latest(&self, camera: &str) -> Option<Arc<DetectedFrame>> {
         self.slots.get(camera).and_then(|rx| rx.borrow().clone())
-    }
-}
-
-/// The detect stage: runs until every camera has finished and the queue is
-/// drained, or until `stop`. Blocking: run it on its own thread.
-pub fn run_stage(
-    mut detector: Box<dyn PlateDetector>,
-    queue: FrameQueue,
-    out: mpsc::Sender<DetectedFrame>,
-    latest: LatestFrames,
-    metrics: Arc<Metrics>,
-    stop: CancellationToken,
-) {
-    while !stop.is_cancelled() {
-        let frame = match queue.pop(Duration::from_millis(100)) {
-            Popped::Frame(f) => f,
-            Popped::Empty => continue,
-            Popped::Closed => break,
-        };
-        let started = std::time::Instant::now();
-        let detections = match detector.detect(&frame.image) {
-            Ok(d) => d,
-            Err(e) => {
-                inc(&metrics.detect_errors);
-                tracing::error!(camera = %frame.camera, error = %e, "detection failed; frame skipped");
-                Vec::new()
-            }
-        };
-        metrics
-            .last_detect_us
-            .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-        metrics
-            .plates_detected
-            .fetch_add(detections.len() as u64, Ordering::Relaxed);
-        let detected = DetectedFrame { frame, detections };
-        latest.publish(&detected);
-        if out.blocking_send(detected).is_err() {
-            break;
-        }
     }
 }

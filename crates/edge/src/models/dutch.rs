@@ -1,7 +1,7 @@
 //! Dutch-aware CTC decoding: the sidecodes 1 to 14 as a format prior.
 //!
 //! The reader's output is a matrix of per-time-step probabilities over the
-//! decoding slots of [`crate::read::ppocr`] (blank, A-Z, 0-9, separator). The
+//! decoding slots of [`crate::models::ppocr`] (blank, A-Z, 0-9, separator). The
 //! greedy decode takes the best slot per step; it reads an `I` where a Dutch
 //! plate can only hold a consonant, an `O` where it can only hold a digit.
 //!
@@ -32,16 +32,16 @@
 //! reported instead when it is close enough, at the confidence of an
 //! off-format read. [`off_format`] says where format knowledge finds a read unlikely
 //! to be a whole, right plate (a yellow crop that spells no Dutch plate, or a
-//! read that follows no common European layout, [`crate::read::layout`]); the
+//! read that follows no common European layout, [`crate::models::layout`]); the
 //! read stage then lowers its confidence ([`OFF_FORMAT_FACTOR`]).
 //!
 //! Pure functions over numbers and pixels; nothing here is written anywhere.
 
 use image::RgbImage;
 
-use crate::read::ppocr::{greedy, PLATE_CHARS, SLOTS, SLOT_SEP};
-use crate::read::{layout, TextRead};
-use crate::synth::{sidecode_of, Sidecode, PLATE_LETTERS};
+use super::ctc::{PLATE_CHARS, SLOTS, SLOT_SEP};
+use crate::message::PlateText;
+use crate::plate::{Sidecode, PLATE_LETTERS};
 
 /// Largest log-probability gap (natural log) between the unconstrained path
 /// and the best Dutch path at which the Dutch read is taken without a hint.
@@ -61,7 +61,7 @@ pub const DUTCH_MARGIN_HINTED: f32 = 6.0;
 /// costs a lot instead of making the path infinitely improbable.
 const P_FLOOR: f32 = 1e-9;
 
-/// Country code put in [`TextRead::country`] when the Dutch prior applied.
+/// Country code put in [`PlateText::country`] when the Dutch prior applied.
 pub const NL: &str = "NL";
 
 /// The best path through one sidecode's lattice.
@@ -154,7 +154,7 @@ pub(crate) struct ClassPath {
 /// (each the slots its position allows), in order, with gap states before,
 /// between and after them that emit the blank or the separator; `None` when
 /// there are fewer steps than characters. The search of [`best_path`], for
-/// any pattern ([`crate::read::layout`] uses it too). With `ink_only`, a
+/// any pattern ([`crate::models::layout`] uses it too). With `ink_only`, a
 /// character may only stand on a step whose best slot is a character: the
 /// path may relabel or drop what the model read, never put a character
 /// where it saw none.
@@ -319,70 +319,6 @@ pub fn best_dutch(slots: &[[f32; SLOTS]]) -> Option<DutchPath> {
         .max_by(|a, b| a.log_prob.total_cmp(&b.log_prob))
 }
 
-/// Decodes one crop's slot matrix: the best Dutch path when it is close enough
-/// to the unconstrained one ([`DUTCH_MARGIN`], or [`DUTCH_MARGIN_HINTED`] when
-/// `dutch_hint`), else the greedy read, or where that fits no European layout
-/// and the crop is not yellow, the layout read ([`layout::layout_read`]) when
-/// there is one.
-pub fn decode(slots: &[[f32; SLOTS]], dutch_hint: bool) -> TextRead {
-    decode_with_margins(slots, dutch_hint, DUTCH_MARGIN, DUTCH_MARGIN_HINTED)
-}
-
-/// [`decode`] with explicit margins (for measuring other settings).
-pub fn decode_with_margins(
-    slots: &[[f32; SLOTS]],
-    dutch_hint: bool,
-    margin: f32,
-    margin_hinted: f32,
-) -> TextRead {
-    let margin = if dutch_hint {
-        margin.max(margin_hinted)
-    } else {
-        margin
-    };
-    if let Some(d) = best_dutch(slots) {
-        if greedy_log_prob(slots) - d.log_prob <= margin {
-            // The weakest character bounds the plate, as in the greedy read.
-            let confidence = d.char_confidences.iter().copied().fold(1.0, f32::min);
-            return TextRead {
-                text: d.text,
-                char_confidences: d.char_confidences,
-                confidence,
-                country: Some(NL),
-                sidecode: Some(d.sidecode.number()),
-            };
-        }
-    }
-    let g = greedy(slots);
-    if dutch_hint {
-        // A yellow crop's read that no sidecode fits is most likely a Dutch
-        // plate read short or wrong: it stays off-format, never reshaped
-        // into a foreign layout.
-        return g;
-    }
-    layout::layout_read(slots, &g).unwrap_or(g)
-}
-
-/// Whether format knowledge says `read` is unlikely to be a whole, right
-/// plate, so that `discount` by [`OFF_FORMAT_FACTOR`] is due: a read the
-/// Dutch prior did not decide that spells no Dutch plate and either comes
-/// from a yellow crop (`yellow`, [`looks_dutch_yellow`]) or follows no common
-/// European layout ([`layout::fits_european_layout`]; a read of a plate's
-/// two rows joined, `two_rows`, may also follow a layout found only on
-/// two-row plates, [`layout::fits_two_row_layout`]). Judged on a plate's
-/// whole read, never on one line of a two-line plate.
-pub fn off_format(read: &TextRead, yellow: bool, two_rows: bool) -> bool {
-    if read.country.is_some() || read.text.is_empty() || is_dutch_plate(&read.text) {
-        return false;
-    }
-    let fits = if two_rows {
-        layout::fits_two_row_layout(&read.text)
-    } else {
-        layout::fits_european_layout(&read.text)
-    };
-    yellow || !fits
-}
-
 /// What an off-format read's confidences are multiplied by: a yellow crop
 /// whose text is no Dutch plate, or a read that follows neither a Dutch
 /// sidecode nor a common European layout ([`layout::fits_european_layout`];
@@ -400,18 +336,8 @@ pub fn off_format(read: &TextRead, yellow: bool, two_rows: bool) -> bool {
 /// a second read in their track.
 pub const OFF_FORMAT_FACTOR: f32 = 0.6;
 
-/// Whether six characters spell a plate the Dutch prior can emit: a sidecode's
-/// letter and digit positions, letters from [`PLATE_LETTERS`].
-pub fn is_dutch_plate(text: &str) -> bool {
-    sidecode_of(text).is_some()
-        && text
-            .chars()
-            .filter(char::is_ascii_alphabetic)
-            .all(|c| PLATE_LETTERS.contains(c))
-}
-
 /// Scales the plate's and every character's confidence by `factor`.
-pub(crate) fn discount(read: &mut TextRead, factor: f32) {
+pub(crate) fn discount(read: &mut PlateText, factor: f32) {
     read.confidence *= factor;
     for c in &mut read.char_confidences {
         *c *= factor;
@@ -456,7 +382,10 @@ pub fn looks_dutch_yellow(img: &RgbImage) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::read::lattice::{self, step};
+    use crate::models::ctc::greedy;
+    use crate::models::format::{decode, off_format};
+    use crate::models::lattice::{self, step};
+    use crate::plate::dutch_sidecode;
 
     /// A clean lattice for `text`: `_` blank, `-` separator, characters at 0.95.
     fn clean(text: &str) -> Vec<[f32; SLOTS]> {
@@ -467,7 +396,7 @@ mod tests {
     fn i_where_only_a_consonant_fits_is_read_as_j() {
         // "61TJB4" is 99-XXX-9, sidecode 7; dashes as in "61-TJ-B4" are fine
         // too. The model leans to I.
-        let code = sidecode_of("61TJB4").expect("fits a sidecode");
+        let code = dutch_sidecode("61TJB4").expect("fits a sidecode");
         assert_eq!((code.number(), code.pattern()), (7, "99-XXX-9"));
         let mut slots = clean("_6_1_-_T_");
         slots.push(step(&[('I', 0.55), ('J', 0.4)]));
@@ -477,7 +406,10 @@ mod tests {
         let r = decode(&slots, false);
         assert_eq!(r.text, "61TJB4");
         assert_eq!(r.country, Some("NL"));
-        assert_eq!(r.sidecode, Some(code.number()));
+        assert_eq!(
+            crate::plate::dutch_sidecode(&r.text).map(crate::plate::Sidecode::number),
+            Some(code.number())
+        );
         // J's confidence: 0.4 over J + blank (0.05) + separator, I not counted.
         assert!((r.char_confidences[3] - 0.4 / 0.45).abs() < 1e-4, "{r:?}");
         assert!(r.confidence > 0.85, "{r:?}");
@@ -491,7 +423,13 @@ mod tests {
         slots.extend(clean("_6_6_-_X_"));
         assert_eq!(greedy(&slots).text, "GHO66X");
         let r = decode(&slots, false);
-        assert_eq!((r.text.as_str(), r.sidecode), ("GH066X", Some(9)));
+        assert_eq!(
+            (
+                r.text.as_str(),
+                crate::plate::dutch_sidecode(&r.text).map(crate::plate::Sidecode::number)
+            ),
+            ("GH066X", Some(9))
+        );
         // "12-DX-34" (sidecode 3) with the model preferring 0 on the D; 120X34
         // fits no sidecode, 12DX34 does.
         let mut slots = clean("_1_2_-_");
@@ -499,7 +437,13 @@ mod tests {
         slots.extend(clean("_X_-_3_4_"));
         assert_eq!(greedy(&slots).text, "120X34");
         let r = decode(&slots, false);
-        assert_eq!((r.text.as_str(), r.sidecode), ("12DX34", Some(3)));
+        assert_eq!(
+            (
+                r.text.as_str(),
+                crate::plate::dutch_sidecode(&r.text).map(crate::plate::Sidecode::number)
+            ),
+            ("12DX34", Some(3))
+        );
     }
 
     #[test]
@@ -510,7 +454,10 @@ mod tests {
             let r = decode(&slots, false);
             assert_eq!(r.text, text);
             assert_eq!(r.country, None, "{text}");
-            assert_eq!(r.sidecode, None);
+            assert_eq!(
+                crate::plate::dutch_sidecode(&r.text).map(crate::plate::Sidecode::number),
+                None
+            );
             assert_eq!(r, greedy(&slots));
         }
     }
@@ -536,7 +483,13 @@ mod tests {
         assert!(off_format(&r, true, false));
         // A whole Dutch plate on the same yellow crop is not.
         let r = decode(&clean("_H_-_8_0_3_-_S_F_"), true);
-        assert_eq!((r.text.as_str(), r.sidecode), ("H803SF", Some(10)));
+        assert_eq!(
+            (
+                r.text.as_str(),
+                crate::plate::dutch_sidecode(&r.text).map(crate::plate::Sidecode::number)
+            ),
+            ("H803SF", Some(10))
+        );
         assert!(!off_format(&r, true, false));
         // The top line of a two-line plate (`10922` of `10922BX`) on a white
         // plate: digits only fits no layout.
@@ -558,11 +511,17 @@ mod tests {
 
     #[test]
     fn dutch_plates_are_sidecodes_with_dutch_letters() {
-        assert!(is_dutch_plate("88XPFS"));
-        assert!(is_dutch_plate("H803SF"));
-        assert!(!is_dutch_plate("BBXPFS"), "no sidecode is all letters");
-        assert!(!is_dutch_plate("1CMV33"), "C is no Dutch plate letter");
-        assert!(!is_dutch_plate("H803"));
+        assert!(crate::plate::is_dutch("88XPFS"));
+        assert!(crate::plate::is_dutch("H803SF"));
+        assert!(
+            !crate::plate::is_dutch("BBXPFS"),
+            "no sidecode is all letters"
+        );
+        assert!(
+            !crate::plate::is_dutch("1CMV33"),
+            "C is no Dutch plate letter"
+        );
+        assert!(!crate::plate::is_dutch("H803"));
     }
 
     #[test]
@@ -572,7 +531,10 @@ mod tests {
         let slots = clean("_G_G_-_N__N_-_1_2_");
         let r = decode(&slots, false);
         assert_eq!(r.text, "GGNN12");
-        assert_eq!(r.sidecode, Some(5));
+        assert_eq!(
+            crate::plate::dutch_sidecode(&r.text).map(crate::plate::Sidecode::number),
+            Some(5)
+        );
         // Without the blank, G G is one G: no six characters, so the best Dutch
         // path must find a sixth character elsewhere and costs too much.
         let slots = clean("_GG_-_N__N_-_1_2_");
@@ -586,7 +548,10 @@ mod tests {
         let slots = clean("-_9_9_--_X_Z_-_1_2_-");
         let r = decode(&slots, false);
         assert_eq!(r.text, "99XZ12");
-        assert_eq!(r.sidecode, Some(3));
+        assert_eq!(
+            crate::plate::dutch_sidecode(&r.text).map(crate::plate::Sidecode::number),
+            Some(3)
+        );
         assert!(r.confidence > 0.9);
     }
 
@@ -606,13 +571,23 @@ mod tests {
         assert_eq!(greedy(&slots).text, "M1TLX03");
         let r = decode(&slots, false);
         assert_eq!(r.text, "1TLX03");
-        assert_eq!(r.sidecode, Some(8));
+        assert_eq!(
+            crate::plate::dutch_sidecode(&r.text).map(crate::plate::Sidecode::number),
+            Some(8)
+        );
     }
 
     #[test]
     fn rendered_plates_look_yellow_and_grey_does_not() {
-        let img =
-            image::DynamicImage::ImageRgba8(crate::synth::render_plate("GB-123-K", 200)).to_rgb8();
+        // A Dutch plate's field (RAL 1023 traffic yellow) with dark characters.
+        let mut img = RgbImage::from_pixel(200, 42, image::Rgb([250, 196, 0]));
+        for x in (30..190).step_by(14) {
+            for y in 8..34 {
+                for dx in 0..6 {
+                    img.put_pixel(x + dx, y, image::Rgb([18, 18, 20]));
+                }
+            }
+        }
         assert!(looks_dutch_yellow(&img));
         let white = RgbImage::from_pixel(100, 20, image::Rgb([235, 235, 230]));
         assert!(!looks_dutch_yellow(&white));

@@ -1,7 +1,7 @@
 //! Hand-made CTC output for the decoders' tests: per-step probabilities over
-//! the decoding slots of [`crate::read::ppocr`], written as text.
+//! the decoding slots of [`crate::models::ppocr`], written as text.
 
-use crate::read::ppocr::{PLATE_CHARS, SLOTS, SLOT_SEP};
+use crate::models::ctc::{PLATE_CHARS, SLOTS, SLOT_SEP};
 
 /// The slot of `c`: `_` the blank, `-` the separator, else a plate character.
 pub fn slot_of(c: char) -> usize {

@@ -9,7 +9,7 @@
 //! A read that fits none is most often a plate read with a look-alike
 //! (`17859AM` for Austrian `I7859AM`), an extra mark (`AXT83147` for Greek
 //! `AXT3147`) or a cut end (`1CMV33` for Belgian `1CMV331`); the decoder
-//! lowers its confidence ([`crate::read::dutch::decode`]). Where the read
+//! lowers its confidence ([`crate::models::dutch::decode`]). Where the read
 //! holds letters and digits, [`layout_read`] first looks for the most
 //! probable read of the same model output that does fit a layout (`AXT3147`
 //! with the seal as a gap) and reports that instead, no more confident.
@@ -17,9 +17,9 @@
 //! Pure functions over text and slot probabilities; nothing here is written
 //! anywhere.
 
-use crate::read::dutch::{self, ClassPath};
-use crate::read::ppocr::{PLATE_CHARS, SLOTS};
-use crate::read::TextRead;
+use crate::models::ctc::{PLATE_CHARS, SLOTS};
+use crate::models::dutch::{self, ClassPath};
+use crate::read::PlateText;
 
 /// One run of a layout: letters (`L`), digits (`D`) or either (`A`), between
 /// `min` and `max` long.
@@ -79,7 +79,7 @@ const LAYOUTS: &[&[Run]] = &[
 
 /// Whether `text` (upper-case letters and digits, no separators) follows one
 /// of `LAYOUTS`. Dutch plates are checked by their sidecodes
-/// ([`crate::read::dutch::is_dutch_plate`]), which the layouts above also
+/// ([`crate::plate::is_dutch`]), which the layouts above also
 /// mostly cover.
 pub fn fits_european_layout(text: &str) -> bool {
     fits_any(text, LAYOUTS)
@@ -141,7 +141,7 @@ fn matches(text: &[u8], layout: &[Run]) -> bool {
 /// dropping a seal read as `8` at 0.98 with the blank second at 0.01 costs
 /// 4.6. Two such edits cost more, so at most one sure character is
 /// overruled; a read the layouts would need rewritten more is left as it is.
-/// Measured on `../shared/data/plates` (docs/accuracy.md): the reads the
+/// Measured on `../shared/data/plates` (docs/measurements/accuracy.md): the reads the
 /// decode reshaped lay between 0.8 and 6.5 nats from their greedy path; 3.0
 /// lost the Greek plate, 4.5 and 6.0 gave the same exact rates.
 pub const LAYOUT_MARGIN: f32 = 6.0;
@@ -165,16 +165,16 @@ pub const LAYOUT_MARGIN: f32 = 6.0;
 /// track of such reads reaches the acceptance threshold. `country` stays
 /// `None`: the layouts overlap and name no country, and
 /// `country.is_some()` means that the Dutch prior decided.
-pub fn layout_read(slots: &[[f32; SLOTS]], greedy: &TextRead) -> Option<TextRead> {
+pub fn layout_read(slots: &[[f32; SLOTS]], greedy: &PlateText) -> Option<PlateText> {
     layout_read_with_margin(slots, greedy, LAYOUT_MARGIN)
 }
 
 /// [`layout_read`] with an explicit margin (for measuring other settings).
 pub fn layout_read_with_margin(
     slots: &[[f32; SLOTS]],
-    greedy: &TextRead,
+    greedy: &PlateText,
     margin: f32,
-) -> Option<TextRead> {
+) -> Option<PlateText> {
     let text = greedy.text.as_str();
     // A read of one class only (`10922`, `HDAD`, `FABIA`) is most often one
     // line of a two-line plate, a plate cut short or a word on the car, not a
@@ -182,19 +182,19 @@ pub fn layout_read_with_margin(
     // clear character as the other class.
     let mixed =
         text.bytes().any(|c| c.is_ascii_alphabetic()) && text.bytes().any(|c| c.is_ascii_digit());
-    if !mixed || fits_european_layout(text) || dutch::is_dutch_plate(text) {
+    if !mixed || fits_european_layout(text) || crate::plate::is_dutch(text) {
         return None;
     }
     let path = best_layout_path(slots, text.chars().count())?;
-    if dutch::greedy_log_prob(slots) - path.log_prob > margin || dutch::is_dutch_plate(&path.text) {
+    if dutch::greedy_log_prob(slots) - path.log_prob > margin || crate::plate::is_dutch(&path.text)
+    {
         return None;
     }
-    let mut read = TextRead {
+    let mut read = PlateText {
         confidence: path.char_confidences.iter().copied().fold(1.0, f32::min),
         text: path.text,
         char_confidences: path.char_confidences,
         country: None,
-        sidecode: None,
     };
     dutch::discount(&mut read, dutch::OFF_FORMAT_FACTOR);
     Some(read)
@@ -228,7 +228,7 @@ fn patterns(lens: std::ops::RangeInclusive<usize>) -> Vec<Vec<u8>> {
     all
 }
 
-/// Slot indices (as in [`crate::read::ppocr`]: 1 + index into the plate
+/// Slot indices (as in [`crate::models::ppocr`]: 1 + index into the plate
 /// characters) a run class allows.
 fn class_slots(class: u8) -> Vec<usize> {
     PLATE_CHARS
@@ -270,10 +270,11 @@ pub(crate) fn best_layout_path(slots: &[[f32; SLOTS]], near_len: usize) -> Optio
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::read::lattice::{self, step};
+    use crate::models::lattice::{self, step};
 
-    use crate::read::dutch::{decode, OFF_FORMAT_FACTOR};
-    use crate::read::ppocr::greedy;
+    use crate::models::ctc::greedy;
+    use crate::models::dutch::OFF_FORMAT_FACTOR;
+    use crate::models::format::decode;
 
     /// A clean lattice: `_` blank, `-` separator, characters at 0.999 (the
     /// reader's usual peak: dropping one costs ln(999) = 6.9 nats).
@@ -293,7 +294,13 @@ mod tests {
         assert_eq!(g.text, "17859AM");
         let r = decode(&slots, false);
         assert_eq!(r.text, "I7859AM");
-        assert_eq!((r.country, r.sidecode), (None, None));
+        assert_eq!(
+            (
+                r.country,
+                crate::plate::dutch_sidecode(&r.text).map(crate::plate::Sidecode::number)
+            ),
+            (None, None)
+        );
         // The I: 0.25 over letters, blank (0.05) and separator, then scaled
         // as the off-format read it replaces; the plate is no surer.
         let i = 0.25 / 0.30 * OFF_FORMAT_FACTOR;
@@ -334,7 +341,10 @@ mod tests {
             (r.confidence - 0.999 * OFF_FORMAT_FACTOR).abs() < 1e-4,
             "{r:?}"
         );
-        assert!(!dutch::off_format(&r, false, false), "it fits a layout now");
+        assert!(
+            !crate::models::format::off_format(&r, false, false),
+            "it fits a layout now"
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! 28 bytes; a million entries take about 28 MB plus their ids (see
 //! [`HitList::heap_bytes`]).
 
+use crate::sync::LockUnpoisoned;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,12 +17,14 @@ use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use arc_swap::ArcSwapOption;
+
+use crate::clock::Clocks;
 use chrono::{DateTime, NaiveDate, Utc};
 use ed25519_dalek::VerifyingKey;
 use serde::Serialize;
 
-use super::bundle::{self, BundleError, BundleHeader, Decoded, ListKind};
-use super::hash::{HmacKey, KeyRing, PlateHash};
+use anpr_wire::bundle::{self, BundleError, BundleHeader, EntrySink, ListKind};
+use anpr_wire::hash::{HmacKey, KeyRing, PlateHash};
 
 const BUCKETS: usize = 1 << 16;
 
@@ -82,6 +85,56 @@ fn intern(table: &mut Vec<String>, value: &str) -> Option<u16> {
             Some(table.len() as u16)
         }
         None => None,
+    }
+}
+
+/// A bundle's list, decoded into the compact form the policy looks up in.
+#[derive(Debug)]
+pub enum Decoded {
+    Hit(HitList),
+    Exemption(ExemptionList),
+}
+
+/// Decodes a bundle ([`bundle::decode_into`]: structure and signature) into
+/// the list it carries.
+pub fn decode(bytes: &[u8], key: &VerifyingKey) -> Result<(BundleHeader, Decoded), BundleError> {
+    let (header, mut decoded) = bundle::decode_into(bytes, key, |h, cap| match h.kind {
+        ListKind::Hit => Decoded::Hit(HitList::with_capacity(cap)),
+        ListKind::Exemption => Decoded::Exemption(ExemptionList::with_capacity(cap)),
+    })?;
+    decoded.finish();
+    Ok((header, decoded))
+}
+
+impl Decoded {
+    fn finish(&mut self) {
+        match self {
+            Decoded::Hit(l) => l.finish(),
+            Decoded::Exemption(l) => l.finish(),
+        }
+    }
+}
+
+impl EntrySink for Decoded {
+    fn hit(&mut self, hash: PlateHash, id: &str, banned_from: NaiveDate, class: &str) -> bool {
+        match self {
+            Decoded::Hit(l) => l.push(hash, id, banned_from, class),
+            Decoded::Exemption(_) => false,
+        }
+    }
+
+    fn exemption(
+        &mut self,
+        hash: PlateHash,
+        id: &str,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+        zone: &str,
+    ) -> bool {
+        match self {
+            Decoded::Exemption(l) => l.push(hash, id, from, until, zone),
+            Decoded::Hit(_) => false,
+        }
     }
 }
 
@@ -323,6 +376,8 @@ pub struct ListsSetup {
     pub exemptions: Option<PathBuf>,
     /// A list whose bundle was made longer ago than this raises the alarm.
     pub max_age: Option<chrono::Duration>,
+    /// Whose wall time a list's load is stamped with and its age measured by.
+    pub clocks: Arc<dyn Clocks>,
 }
 
 /// The age of one list in force, for the status page.
@@ -419,8 +474,7 @@ impl Lists {
             .public_key
             .as_ref()
             .ok_or(ListError::NoPublicKey)?;
-        let decoded = bundle::decode(bytes, key)?;
-        let header = decoded.header().clone();
+        let (header, decoded) = decode(bytes, key)?;
         if let Some(want) = expected {
             if header.kind != want {
                 return Err(ListError::WrongKind {
@@ -453,16 +507,16 @@ impl Lists {
                 });
             }
         }
-        let loaded_at = Utc::now();
+        let loaded_at = self.setup.clocks.wall();
         match decoded {
-            Decoded::Hit(header, list) => self.hit.store(Some(Arc::new(Loaded {
-                header,
+            Decoded::Hit(list) => self.hit.store(Some(Arc::new(Loaded {
+                header: header.clone(),
                 list,
                 key,
                 loaded_at,
             }))),
-            Decoded::Exemption(header, list) => self.exemptions.store(Some(Arc::new(Loaded {
-                header,
+            Decoded::Exemption(list) => self.exemptions.store(Some(Arc::new(Loaded {
+                header: header.clone(),
                 list,
                 key,
                 loaded_at,
@@ -491,7 +545,7 @@ impl Lists {
                     created_at = %h.created_at,
                     "list bundle in force"
                 );
-                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                *self.last_error.lock_unpoisoned() = None;
             }
             Err(e) => {
                 self.rejected.fetch_add(1, Ordering::Relaxed);
@@ -507,7 +561,7 @@ impl Lists {
                     path.display()
                 );
                 tracing::error!("{line}");
-                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(line);
+                *self.last_error.lock_unpoisoned() = Some(line);
             }
         }
         result
@@ -531,7 +585,7 @@ impl Lists {
     /// Records a failed download (logged by the caller) for the status page.
     pub fn note_fetch_error(&self, line: String) {
         self.fetch_errors.fetch_add(1, Ordering::Relaxed);
-        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(line);
+        *self.last_error.lock_unpoisoned() = Some(line);
     }
 
     /// Verifies a downloaded bundle exactly as a file is verified and, if it
@@ -554,10 +608,7 @@ impl Lists {
                 // The reload task need not load what is already in force.
                 if let Ok(m) = std::fs::metadata(path) {
                     let stamp = (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len());
-                    self.seen
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(path.to_owned(), stamp);
+                    self.seen.lock_unpoisoned().insert(path.to_owned(), stamp);
                 }
             }
             Ok(h)
@@ -574,7 +625,7 @@ impl Lists {
                     created_at = %h.created_at,
                     "downloaded list bundle in force"
                 );
-                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                *self.last_error.lock_unpoisoned() = None;
             }
             Err(e) => {
                 let kept = self
@@ -589,7 +640,7 @@ impl Lists {
                     )
                 };
                 tracing::error!("{line}");
-                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(line);
+                *self.last_error.lock_unpoisoned() = Some(line);
             }
         }
         result
@@ -611,7 +662,7 @@ impl Lists {
                 (m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len())
             });
             {
-                let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+                let mut seen = self.seen.lock_unpoisoned();
                 if seen.get(&path) == Some(&stamp) {
                     continue;
                 }
@@ -622,6 +673,11 @@ impl Lists {
             }
         }
         installed
+    }
+
+    /// [`Lists::status`] now, by the lists' own clocks.
+    pub fn status_now(&self) -> ListsStatus {
+        self.status(self.setup.clocks.wall())
     }
 
     /// Versions, ages and the alarm, as of `now`.
@@ -681,11 +737,7 @@ impl Lists {
             alarm_reasons: reasons,
             rejected: self.rejected.load(Ordering::Relaxed),
             fetch_errors: self.fetch_errors.load(Ordering::Relaxed),
-            last_error: self
-                .last_error
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
+            last_error: self.last_error.lock_unpoisoned().clone(),
         }
     }
 }

@@ -9,22 +9,22 @@
 //! — never to the store, a log line or the network.
 //!
 //! The lists hold only keyed hashes (see [`hash`]) and arrive as signed
-//! bundles (see [`bundle`], `docs/lists.md`); [`lists::Lists`] swaps new ones
+//! bundles (see [`bundle`], `docs/design/lists.md`); [`lists::Lists`] swaps new ones
 //! in atomically and keeps the last good one when a bundle fails a check.
 
-pub mod bundle;
-pub mod csv;
 pub mod fetch;
-pub mod hash;
 pub mod lists;
+pub mod stage;
 pub mod zone;
 
 use std::sync::Arc;
 
+use crate::clock::Clocks;
 use crate::config::{Config, ForeignPlates};
 use crate::message::{Decision, Passage};
 
-pub use bundle::ListKind;
+pub use anpr_wire::bundle::ListKind;
+use anpr_wire::hash::{self, normalise_plate};
 pub use lists::{Lists, ListsSetup, ListsStatus};
 pub use zone::ZoneRules;
 
@@ -36,14 +36,6 @@ pub enum PolicyError {
     Config(String),
 }
 
-/// Upper-case A-Z and 0-9 only: the form in which plates are compared.
-pub fn normalise_plate(text: &str) -> String {
-    text.chars()
-        .filter(|c| c.is_ascii_alphanumeric())
-        .map(|c| c.to_ascii_uppercase())
-        .collect()
-}
-
 /// Shows a plate with its middle hidden, for the rare log line that must name one.
 pub fn mask_plate(text: &str) -> String {
     let chars: Vec<char> = text.chars().collect();
@@ -53,11 +45,6 @@ pub fn mask_plate(text: &str) -> String {
         .enumerate()
         .map(|(i, c)| if i < 2 || i + 1 >= n { *c } else { '*' })
         .collect()
-}
-
-/// Whether a normalised plate fits one of the 14 Dutch sidecodes.
-pub fn is_dutch_plate(normalised: &str) -> bool {
-    crate::synth::sidecode_of(normalised).is_some()
 }
 
 /// What became of a passage.
@@ -127,13 +114,13 @@ impl Policy {
     /// The zone rules, keys and list files of a config; loads every
     /// configured bundle once (a bundle that fails is logged and stays out of
     /// force, see [`Lists::load_file`]).
-    pub fn from_config(cfg: &Config) -> Result<Self, PolicyError> {
+    pub fn from_config(cfg: &Config, clocks: Arc<dyn Clocks>) -> Result<Self, PolicyError> {
         let pol = &cfg.policy;
         let zone = ZoneRules::from_config(&cfg.zone, &cfg.cameras).map_err(PolicyError::Config)?;
         let public_key = pol
             .public_key
             .as_deref()
-            .map(bundle::verifying_key_from_base64)
+            .map(anpr_wire::bundle::verifying_key_from_base64)
             .transpose()
             .map_err(|e| PolicyError::Config(format!("policy.public_key: {e}")))?;
         let keys = hash::KeyRing::load(&pol.hmac_keys)?;
@@ -145,6 +132,7 @@ impl Policy {
             exemptions: pol.exemptions.clone(),
             max_age: (pol.max_list_age_h > 0)
                 .then(|| chrono::Duration::hours(pol.max_list_age_h as i64)),
+            clocks,
         }));
         lists.reload_if_changed();
         Ok(Policy::new(
@@ -173,11 +161,11 @@ impl Policy {
         if !self.zone.enters(&passage.camera, passage.direction) {
             return Outcome::NotEntering;
         }
-        if passage.confidence < self.min_confidence {
+        if passage.plate.confidence < self.min_confidence {
             return Outcome::LowConfidence;
         }
-        let plate = normalise_plate(&passage.text);
-        if self.foreign == ForeignPlates::Count && !is_dutch_plate(&plate) {
+        let plate = normalise_plate(&passage.plate.text);
+        if self.foreign == ForeignPlates::Count && !crate::plate::is_dutch(&plate) {
             return Outcome::Foreign;
         }
         let Some(hits) = self.lists.hit_list() else {

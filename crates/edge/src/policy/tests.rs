@@ -7,13 +7,13 @@ use chrono::{DateTime, NaiveDate, Utc};
 use ed25519_dalek::SigningKey;
 use image::RgbImage;
 
-use super::bundle::{self, BundleError, BundleMeta, ListKind};
-use super::hash::{HmacKey, KeyRing};
 use super::lists::{ListError, Lists, ListsSetup};
 use super::*;
-use crate::clock::SyncState;
+use crate::clock::{RealClocks, SyncState, Timestamp};
 use crate::config::{Entering, ForeignPlates, ZoneConfig};
 use crate::message::*;
+use anpr_wire::bundle::{self, BundleError, BundleMeta, ListKind};
+use anpr_wire::hash::{HmacKey, KeyRing};
 
 const ZONE: &str = "ams-ze";
 
@@ -40,7 +40,7 @@ fn meta(version: u64, key_id: &str) -> BundleMeta {
 }
 
 fn hit_bundle(version: u64, key_id: &str, csv: &str) -> Vec<u8> {
-    bundle::build_from_csv(
+    anpr_wire::build::build_from_csv(
         ListKind::Hit,
         &meta(version, key_id),
         csv,
@@ -51,7 +51,7 @@ fn hit_bundle(version: u64, key_id: &str, csv: &str) -> Vec<u8> {
 }
 
 fn exemption_bundle(version: u64, key_id: &str, csv: &str) -> Vec<u8> {
-    bundle::build_from_csv(
+    anpr_wire::build::build_from_csv(
         ListKind::Exemption,
         &meta(version, key_id),
         csv,
@@ -63,7 +63,7 @@ fn exemption_bundle(version: u64, key_id: &str, csv: &str) -> Vec<u8> {
 
 const HITS: &str = "plate,entry_id,banned_from,vehicle_class\n\
 VB-123-X,h1,2025-01-01,N1\n\
-12-ABC-3,h2,2025-01-01\n\
+12-BDF-3,h2,2025-01-01\n\
 GH-066-X,h3,2027-01-01,N1\n";
 
 fn lists(key_ids: &[&str]) -> Arc<Lists> {
@@ -74,6 +74,7 @@ fn lists(key_ids: &[&str]) -> Arc<Lists> {
         hit_list: None,
         exemptions: None,
         max_age: Some(chrono::Duration::hours(48)),
+        clocks: Arc::new(RealClocks::new()),
     }))
 }
 
@@ -88,8 +89,8 @@ fn policy() -> Policy {
     policy_with(l, ZoneRules::always(ZONE))
 }
 
-fn instant(at: DateTime<Utc>) -> Instant2 {
-    Instant2 {
+fn instant(at: DateTime<Utc>) -> Timestamp {
+    Timestamp {
         mono: Duration::ZERO,
         wall: at,
         sync: SyncState {
@@ -107,10 +108,12 @@ fn passage_at(text: &str, confidence: f32, at: &str, direction: Direction) -> Pa
         last_seen: t,
         frames: 5,
         reads: 5,
-        text: text.into(),
-        char_confidences: vec![confidence; text.len()],
-        confidence,
-        country: None,
+        plate: PlateText {
+            text: text.into(),
+            char_confidences: vec![confidence; text.len()],
+            confidence,
+            country: None,
+        },
         alternatives: vec![],
         direction,
         lane: None,
@@ -261,6 +264,31 @@ fn outside_operating_hours_is_not_a_violation() {
 }
 
 #[test]
+fn the_policy_calls_a_plate_dutch_by_the_readers_rule() {
+    // One rule (`plate::dutch_sidecode`): a Belgian plate that has a Dutch
+    // shape but a letter the RDW never issues is foreign, and a plate of the
+    // 1951-1978 series, vowels and all, is Dutch and acted on.
+    let l = lists(&["k1"]);
+    l.install(
+        &hit_bundle(
+            1,
+            "k1",
+            "1CMV33,h1,2025-01-01
+NA-12-34,h2,2025-01-01
+",
+        ),
+        None,
+    )
+    .expect("installs");
+    let p = policy_with(l, ZoneRules::always(ZONE));
+    assert_eq!(p.decide(&passage("1CMV33", 0.95)), Outcome::Foreign);
+    assert!(matches!(
+        p.decide(&passage("NA1234", 0.95)),
+        Outcome::Violation(_)
+    ));
+}
+
+#[test]
 fn foreign_plate_is_counted_not_uploaded() {
     // A German plate on the hit list (as a backend might list it) still ends
     // here by default: it fits no Dutch sidecode.
@@ -287,7 +315,7 @@ fn foreign_plate_is_counted_not_uploaded() {
 fn day_permit_covers_0600_next_day_across_dst() {
     // Clocks go forward at 02:00 on Sunday 29 March 2026: the permit for
     // Saturday 28 March runs 00:00 CET to 06:00 CEST, 29 hours, not 30.
-    let (from, until) = csv::day_permit(
+    let (from, until) = anpr_wire::build::csv::day_permit(
         NaiveDate::from_ymd_opt(2026, 3, 28).expect("date"),
         &chrono_tz::Europe::Amsterdam,
     );
@@ -339,7 +367,7 @@ fn an_exemption_for_another_zone_does_not_apply() {
             1,
             "k1",
             "VB123X,e1,2027-01-01T00:00:00Z,2028-01-01T00:00:00Z,rtm-ze\n\
-             12ABC3,e2,2027-01-01T00:00:00Z,2028-01-01T00:00:00Z\n",
+             12BDF3,e2,2027-01-01T00:00:00Z,2028-01-01T00:00:00Z\n",
         ),
         None,
     )
@@ -349,7 +377,7 @@ fn an_exemption_for_another_zone_does_not_apply() {
         p.decide(&passage("VB123X", 0.95)),
         Outcome::Violation(_)
     ));
-    assert_eq!(p.decide(&passage("12ABC3", 0.95)), Outcome::Exempt);
+    assert_eq!(p.decide(&passage("12BDF3", 0.95)), Outcome::Exempt);
 }
 
 #[test]
@@ -362,7 +390,7 @@ fn two_key_ids_in_force_during_rotation() {
         &exemption_bundle(
             1,
             "k1",
-            "12ABC3,e1,2027-01-01T00:00:00Z,2028-01-01T00:00:00Z\n",
+            "12BDF3,e1,2027-01-01T00:00:00Z,2028-01-01T00:00:00Z\n",
         ),
         None,
     )
@@ -372,7 +400,7 @@ fn two_key_ids_in_force_during_rotation() {
         Outcome::Violation(d) => assert_eq!(d.key_id, "k2"),
         other => panic!("expected a violation, got {other:?}"),
     }
-    assert_eq!(p.decide(&passage("12ABC3", 0.95)), Outcome::Exempt);
+    assert_eq!(p.decide(&passage("12BDF3", 0.95)), Outcome::Exempt);
     // A bundle under a key the device does not hold is refused.
     let err = l
         .install(&hit_bundle(3, "k3", HITS), None)
@@ -400,7 +428,7 @@ fn bad_signature_keeps_last_good_list() {
     bad[60] ^= 0x40;
     assert!(p.lists().install(&bad, None).is_err());
     // Signed by someone else.
-    let other = bundle::build_from_csv(
+    let other = anpr_wire::build::build_from_csv(
         ListKind::Hit,
         &meta(2, "k1"),
         "VB123X,changed,2025-01-01\n",
@@ -464,7 +492,8 @@ fn wrong_zone_is_rejected() {
     let l = lists(&["k1"]);
     let mut m = meta(1, "k1");
     m.zone = "rtm-ze".into();
-    let b = bundle::build_from_csv(ListKind::Hit, &m, HITS, &key("k1"), &signer()).expect("b");
+    let b = anpr_wire::build::build_from_csv(ListKind::Hit, &m, HITS, &key("k1"), &signer())
+        .expect("b");
     let err = l.install(&b, None).expect_err("wrong zone");
     assert_eq!(
         err.to_string(),
@@ -491,6 +520,7 @@ fn bundle_files_reload_when_changed_and_a_bad_one_keeps_the_last_good() {
         hit_list: Some(path.clone()),
         exemptions: None,
         max_age: Some(chrono::Duration::hours(48)),
+        clocks: Arc::new(RealClocks::new()),
     });
     assert_eq!(l.reload_if_changed(), 1);
     assert_eq!(l.reload_if_changed(), 0, "unchanged");
@@ -524,6 +554,7 @@ fn a_configured_list_not_in_force_stops_decisions() {
         hit_list: Some("/nonexistent/hits.bundle".into()),
         exemptions: None,
         max_age: None,
+        clocks: Arc::new(RealClocks::new()),
     }));
     assert_eq!(l.reload_if_changed(), 0);
     let p = policy_with(l.clone(), ZoneRules::always(ZONE));

@@ -6,152 +6,18 @@
 //! `read.model` ([`build_reader`]): PP-OCR ([`ppocr`]), the project's own CRNN
 //! ([`crnn`]) or the two in a cascade; all decode through [`dutch`].
 
-pub mod crnn;
-pub mod dutch;
-#[cfg(test)]
-mod lattice;
-pub mod layout;
-pub mod ppocr;
 pub mod rectify;
+pub mod stage;
 
 use image::RgbImage;
 
-#[derive(Debug, thiserror::Error)]
-pub enum ReadError {
-    #[error("reader inference failed: {0}")]
-    Inference(String),
-    #[error("reader output has an unexpected shape: {0}")]
-    Output(String),
-}
+pub use crate::message::PlateText;
+/// The stage's view of a reader model.
+pub use crate::models::{build_reader, model_ids, Extent, Look, PlateReader, ReadError};
 
-/// What a reader made of one plate crop.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct TextRead {
-    /// Upper-case A-Z and 0-9 only, separators stripped.
-    pub text: String,
-    /// One per character of `text`.
-    pub char_confidences: Vec<f32>,
-    /// The whole plate's confidence, 0..=1.
-    pub confidence: f32,
-    /// `Some("NL")` when a Dutch format prior decided the read
-    /// ([`dutch::decode`]); `None` for an unconstrained read.
-    pub country: Option<&'static str>,
-    /// The Dutch sidecode (1 to 14) the read was constrained to, if any.
-    pub sidecode: Option<u8>,
-}
-
-/// Runs a CTC text model on a batch of `shape[0]` crops laid out in `input`
-/// and hands each crop's [steps x `classes`] probabilities to `each`, in
-/// order. Shared by the readers, which differ only in how they fill `input`.
-pub(crate) fn run_ctc(
-    session: &mut ort::session::Session,
-    shape: [usize; 4],
-    input: &[f32],
-    classes: usize,
-    mut each: impl FnMut(usize, &[f32]),
-) -> Result<(), ReadError> {
-    let n = shape[0];
-    let tensor = ort::value::TensorRef::from_array_view((shape, input))
-        .map_err(|e| ReadError::Inference(e.to_string()))?;
-    let outputs = session
-        .run(ort::inputs![tensor])
-        .map_err(|e| ReadError::Inference(e.to_string()))?;
-    let (out_shape, data) = outputs[0]
-        .try_extract_tensor::<f32>()
-        .map_err(|e| ReadError::Output(e.to_string()))?;
-    if out_shape.len() != 3 || out_shape[0] as usize != n || out_shape[2] as usize != classes {
-        return Err(ReadError::Output(format!(
-            "got {out_shape:?}, expected [{n}, steps, {classes}]"
-        )));
-    }
-    let per_crop = data.len() / n.max(1);
-    for (k, p) in data.chunks_exact(per_crop.max(1)).enumerate() {
-        each(k, p);
-    }
-    Ok(())
-}
-
-/// Where a read's characters lie across its crop: the centres of the time
-/// steps that emitted its first and its last character, as fractions of the
-/// crop's width (0 = left edge, 1 = right edge).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Extent {
-    pub first: f32,
-    pub last: f32,
-}
-
-/// Anything that reads plate text from rectified crops.
-pub trait PlateReader: Send {
-    /// One result per crop, in order.
-    fn read(&mut self, crops: &[RgbImage]) -> Result<Vec<TextRead>, ReadError>;
-
-    /// As [`PlateReader::read`], with each read's [`Extent`] where the reader
-    /// can tell it (a CTC reader knows which time steps emitted characters).
-    /// Without one, [`rectify_and_read`] never widens that crop.
-    fn read_located(
-        &mut self,
-        crops: &[RgbImage],
-    ) -> Result<Vec<(TextRead, Option<Extent>)>, ReadError> {
-        Ok(self.read(crops)?.into_iter().map(|t| (t, None)).collect())
-    }
-}
-
-/// The [`Extent`] of the characters in one crop's CTC slot matrix, of which the
-/// first `content_steps` steps cover the crop (the rest is batch padding):
-/// the first and last step whose best slot is a plate character. `None` when
-/// no step is.
-pub(crate) fn ink_extent(slots: &[[f32; ppocr::SLOTS]], content_steps: usize) -> Option<Extent> {
-    let is_char = |s: &[f32; ppocr::SLOTS]| {
-        let best = s
-            .iter()
-            .enumerate()
-            .max_by(|a, b| a.1.total_cmp(b.1))
-            .map_or(0, |(i, _)| i);
-        (1..=36).contains(&best)
-    };
-    let n = content_steps.min(slots.len());
-    let first = slots[..n].iter().position(is_char)?;
-    let last = slots[..n].iter().rposition(is_char)?;
-    let at = |step: usize| (step as f32 + 0.5) / n as f32;
-    Some(Extent {
-        first: at(first),
-        last: at(last),
-    })
-}
-
-use std::sync::Arc;
-
-use tokio::sync::mpsc;
-
-use crate::config::{ReadConfig, ReaderModel};
-use crate::message::{DetectedFrame, Detection, PlateRead, ReadFrame};
-use crate::metrics::{inc, Metrics};
-use crate::models::{ModelError, ModelSet, OWN_READER_ID, READER_ID};
-
-/// The reader `cfg.model` names, its model files checked and loaded.
-pub fn build_reader(
-    models: &ModelSet,
-    cfg: &ReadConfig,
-) -> Result<Box<dyn PlateReader>, ModelError> {
-    Ok(match cfg.model {
-        ReaderModel::Own => Box::new(crnn::CrnnReader::new(models)?),
-        ReaderModel::Ppocr => Box::new(ppocr::PpOcrReader::new(models)?),
-        ReaderModel::Cascade => Box::new(crnn::CascadeReader::new(
-            crnn::CrnnReader::new(models)?,
-            ppocr::PpOcrReader::new(models)?,
-            cfg.cascade_below,
-        )),
-    })
-}
-
-/// Manifest ids of the models `model` reads with.
-pub fn model_ids(model: ReaderModel) -> &'static [&'static str] {
-    match model {
-        ReaderModel::Own => &[OWN_READER_ID],
-        ReaderModel::Ppocr => &[READER_ID],
-        ReaderModel::Cascade => &[OWN_READER_ID, READER_ID],
-    }
-}
+use crate::config::ReadConfig;
+use crate::message::Detection;
+use crate::models::{dutch, format, layout};
 
 /// A read whose first or last character lies this close to its crop's edge
 /// (a fraction of the crop's width; the crop's own margin is
@@ -172,6 +38,15 @@ pub const WIDER_GAIN: f32 = 0.1;
 /// Least confidence of a widened read for it to replace the read it extends.
 pub const WIDENED_MIN_CONFIDENCE: f32 = 0.5;
 
+/// One detected plate, rectified and read.
+#[derive(Clone, Debug)]
+pub struct Rectified {
+    pub detection: Detection,
+    /// The crop the final read came from.
+    pub crop: RgbImage,
+    pub plate: PlateText,
+}
+
 /// Rectifies every detection in `image` and reads it. A plate whose corners
 /// leave its layout in doubt ([`rectify::is_squat`]) is read twice, as one
 /// line widened to a single-line plate's aspect and as two lines split at
@@ -189,7 +64,7 @@ pub fn rectify_and_read(
     reader: &mut dyn PlateReader,
     image: &RgbImage,
     detections: Vec<Detection>,
-) -> Result<Vec<(Detection, RgbImage, TextRead)>, ReadError> {
+) -> Result<Vec<Rectified>, ReadError> {
     struct Plan {
         detection: Detection,
         crop: RgbImage,
@@ -233,11 +108,12 @@ pub fn rectify_and_read(
     for plan in plans {
         let i = plan.first;
         if !plan.squat {
-            let (text, extent) = std::mem::take(&mut texts[i]);
+            let Look { text, extent } =
+                std::mem::replace(&mut texts[i], Look::unlocated(PlateText::default()));
             // A yellow crop that spells no Dutch plate is likely a Dutch plate
             // cut short (`H803` of `H803SF`): look on both sides.
             let off_format =
-                !dutch::is_dutch_plate(&text.text) && dutch::looks_dutch_yellow(&plan.crop);
+                !crate::plate::is_dutch(&text.text) && dutch::looks_dutch_yellow(&plan.crop);
             let check_only = !off_format && checks_sure_foreign(&text);
             // Both sides for a check: where a character was dropped unseen,
             // the extent says nothing of which end lost it.
@@ -254,12 +130,16 @@ pub fn rectify_and_read(
                     check_only,
                 });
             }
-            out.push((plan.detection, plan.crop, text));
+            out.push(Rectified {
+                detection: plan.detection,
+                crop: plan.crop,
+                plate: text,
+            });
             two_rows.push(false);
             continue;
         }
-        let one_line = std::mem::take(&mut texts[i].0);
-        let two_lines = join_lines(&texts[i + 1].0, &texts[i + 2].0);
+        let one_line = std::mem::take(&mut texts[i].text);
+        let two_lines = join_lines(&texts[i + 1].text, &texts[i + 2].text);
         // Weighed as format knowledge will judge them below: a sure one-line
         // read of digits only is most often the top row alone (`10922` of
         // `10922BX`) and must not beat the two rows that make a plate.
@@ -272,7 +152,11 @@ pub fn rectify_and_read(
             }
             _ => (std::mem::take(&mut batch[i]), one_line, false),
         };
-        out.push((plan.detection, crop, text));
+        out.push(Rectified {
+            detection: plan.detection,
+            crop,
+            plate: text,
+        });
         two_rows.push(rows);
     }
     // A second round lengthens further where the lengthened read still
@@ -285,7 +169,8 @@ pub fn rectify_and_read(
         let mut crops = Vec::with_capacity(widen.len());
         let mut asked = Vec::with_capacity(widen.len());
         for w in widen {
-            let corners = rectify::extend_corners(&out[w.entry].0.corners, w.left, w.right, by);
+            let corners =
+                rectify::extend_corners(&out[w.entry].detection.corners, w.left, w.right, by);
             if let Some(crop) = rectify::rectify(image, &corners) {
                 crops.push(crop);
                 asked.push(w);
@@ -296,7 +181,8 @@ pub fn rectify_and_read(
         }
         let wide_reads = read_each(reader, &crops)?;
         let mut again = Vec::new();
-        for (w, (crop, (wide, extent))) in asked.into_iter().zip(crops.into_iter().zip(wide_reads))
+        for (w, (crop, Look { text: wide, extent })) in
+            asked.into_iter().zip(crops.into_iter().zip(wide_reads))
         {
             let entry = &mut out[w.entry];
             // A sure read looked at again only to check it keeps its place
@@ -304,12 +190,12 @@ pub fn rectify_and_read(
             // a plate's frame or a bumper edge read as one more character
             // (`DP989CCH`) is both less sure and, often, off every layout.
             let checked_holds = || {
-                (dutch::is_dutch_plate(&wide.text) || layout::fits_european_layout(&wide.text))
-                    && wide.confidence + WIDER_GAIN >= entry.2.confidence
+                (crate::plate::is_dutch(&wide.text) || layout::fits_european_layout(&wide.text))
+                    && wide.confidence + WIDER_GAIN >= entry.plate.confidence
             };
-            if prefer_widened(&entry.2, &wide) && (!w.check_only || checked_holds()) {
-                entry.1 = crop;
-                entry.2 = wide;
+            if prefer_widened(&entry.plate, &wide) && (!w.check_only || checked_holds()) {
+                entry.crop = crop;
+                entry.plate = wide;
                 let (l, r) = touches(extent);
                 if !(l || r) {
                     continue;
@@ -317,7 +203,7 @@ pub fn rectify_and_read(
                 if round == WIDEN_ROUNDS {
                     // Still cut after the widest look: characters may be
                     // missing that no crop showed.
-                    dutch::discount(&mut entry.2, dutch::OFF_FORMAT_FACTOR);
+                    dutch::discount(&mut entry.plate, dutch::OFF_FORMAT_FACTOR);
                 } else {
                     again.push(Widen {
                         left: w.left || l,
@@ -330,9 +216,9 @@ pub fn rectify_and_read(
         widen = again;
     }
     read_other_rows(reader, image, &mut out, &mut two_rows)?;
-    for ((_, crop, text), two_rows) in out.iter_mut().zip(two_rows) {
-        if off_format(text, crop, two_rows) {
-            dutch::discount(text, dutch::OFF_FORMAT_FACTOR);
+    for (r, two_rows) in out.iter_mut().zip(two_rows) {
+        if off_format(&r.plate, &r.crop, two_rows) {
+            dutch::discount(&mut r.plate, dutch::OFF_FORMAT_FACTOR);
         }
     }
     Ok(out)
@@ -363,7 +249,7 @@ pub const SURE_FOREIGN: f32 = 0.8;
 /// cut off. The box can end inside a plate's last character, which the
 /// reader then drops without a trace at the crop's edge (`1CMV33` of Belgian
 /// `1CMV331`, read at 0.99): only a longer look tells.
-fn checks_sure_foreign(read: &TextRead) -> bool {
+fn checks_sure_foreign(read: &PlateText) -> bool {
     read.country.is_none()
         && read.confidence >= SURE_FOREIGN
         && read.text.chars().count() < MAX_PLATE_CHARS
@@ -379,7 +265,7 @@ pub const OTHER_ROW_BY: f32 = 1.0;
 /// Whether `text` could be one row of a two-row plate and not a whole plate:
 /// digits only or letters only, as the rows of square plates are
 /// (`10922` over `BX`). A Dutch read is a whole plate.
-fn one_row_only(read: &TextRead) -> bool {
+fn one_row_only(read: &PlateText) -> bool {
     read.country.is_none()
         && !read.text.is_empty()
         && (read.text.bytes().all(|c| c.is_ascii_digit())
@@ -396,17 +282,17 @@ fn one_row_only(read: &TextRead) -> bool {
 fn read_other_rows(
     reader: &mut dyn PlateReader,
     image: &RgbImage,
-    out: &mut [(Detection, RgbImage, TextRead)],
+    out: &mut [Rectified],
     two_rows: &mut [bool],
 ) -> Result<(), ReadError> {
     let mut batch = Vec::new();
     let mut asked = Vec::new();
-    for (k, (detection, _, text)) in out.iter().enumerate() {
-        if two_rows[k] || !one_row_only(text) {
+    for (k, r) in out.iter().enumerate() {
+        if two_rows[k] || !one_row_only(&r.plate) {
             continue;
         }
         for down in [true, false] {
-            let corners = rectify::extend_rows(&detection.corners, down, OTHER_ROW_BY);
+            let corners = rectify::extend_rows(&r.detection.corners, down, OTHER_ROW_BY);
             let Some(crop) = rectify::rectify(image, &corners) else {
                 continue;
             };
@@ -421,16 +307,18 @@ fn read_other_rows(
     }
     let reads = read_each(reader, &batch)?;
     for ((k, crop), rows) in asked.into_iter().zip(reads.chunks_exact(2)) {
-        let Some(joined) = join_lines(&rows[0].0, &rows[1].0) else {
+        let Some(joined) = join_lines(&rows[0].text, &rows[1].text) else {
             continue;
         };
         let entry = &mut out[k];
         if !layout::fits_two_row_layout(&joined.text) {
             continue;
         }
-        if format_weighed(&joined, &crop, true) > format_weighed(&entry.2, &entry.1, two_rows[k]) {
-            entry.1 = crop;
-            entry.2 = joined;
+        if format_weighed(&joined, &crop, true)
+            > format_weighed(&entry.plate, &entry.crop, two_rows[k])
+        {
+            entry.crop = crop;
+            entry.plate = joined;
             two_rows[k] = true;
         }
     }
@@ -439,12 +327,12 @@ fn read_other_rows(
 
 /// Whether format knowledge finds `read`, of `crop`, unlikely to be a whole
 /// plate ([`dutch::off_format`]).
-fn off_format(read: &TextRead, crop: &RgbImage, two_rows: bool) -> bool {
-    dutch::off_format(read, dutch::looks_dutch_yellow(crop), two_rows)
+fn off_format(read: &PlateText, crop: &RgbImage, two_rows: bool) -> bool {
+    format::off_format(read, dutch::looks_dutch_yellow(crop), two_rows)
 }
 
 /// A read's confidence after the discount [`off_format`] would give it.
-fn format_weighed(read: &TextRead, crop: &RgbImage, two_rows: bool) -> f32 {
+fn format_weighed(read: &PlateText, crop: &RgbImage, two_rows: bool) -> f32 {
     if off_format(read, crop, two_rows) {
         read.confidence * dutch::OFF_FORMAT_FACTOR
     } else {
@@ -454,11 +342,8 @@ fn format_weighed(read: &TextRead, crop: &RgbImage, two_rows: bool) -> f32 {
 
 /// One read per crop, with where its characters lie, or an error naming a
 /// reader that answered a batch with the wrong number of reads.
-fn read_each(
-    reader: &mut dyn PlateReader,
-    crops: &[RgbImage],
-) -> Result<Vec<(TextRead, Option<Extent>)>, ReadError> {
-    let reads = reader.read_located(crops)?;
+fn read_each(reader: &mut dyn PlateReader, crops: &[RgbImage]) -> Result<Vec<Look>, ReadError> {
+    let reads = reader.read(crops)?;
     if reads.len() != crops.len() {
         return Err(ReadError::Output(format!(
             "{} reads for {} crops",
@@ -486,7 +371,7 @@ fn touches(extent: Option<Extent>) -> (bool, bool) {
 /// whole plate: `17TRSH` becomes `77TRSH`), or by a read that only adds
 /// characters to it (holds its text whole) within a plate's length
 /// ([`MAX_PLATE_CHARS`]): `1CMV33` becomes `1CMV331`.
-pub fn prefer_widened(orig: &TextRead, wide: &TextRead) -> bool {
+pub fn prefer_widened(orig: &PlateText, wide: &PlateText) -> bool {
     if wide.confidence < WIDENED_MIN_CONFIDENCE {
         return false;
     }
@@ -511,7 +396,7 @@ pub const ROW_MARK_MAX: f32 = 0.3;
 
 /// A row's characters with their confidences, without the faint marks at
 /// its ends ([`ROW_MARK_MAX`]).
-fn trim_row_marks(row: &TextRead) -> Vec<(char, f32)> {
+fn trim_row_marks(row: &PlateText) -> Vec<(char, f32)> {
     let mut chars: Vec<(char, f32)> = row
         .text
         .chars()
@@ -528,103 +413,39 @@ fn trim_row_marks(row: &TextRead) -> Vec<(char, f32)> {
 /// The read of a two-line plate from the reads of its lines, or `None` when
 /// a line holds too little to be part of a plate (two characters at least:
 /// the short rows of motorcycle plates have two or three).
-fn join_lines(top: &TextRead, bottom: &TextRead) -> Option<TextRead> {
+fn join_lines(top: &PlateText, bottom: &PlateText) -> Option<PlateText> {
     let (top, bottom) = (trim_row_marks(top), trim_row_marks(bottom));
     if top.len() < 2 || bottom.len() < 2 {
         return None;
     }
     let row_confidence = |row: &[(char, f32)]| row.iter().map(|c| c.1).fold(1.0, f32::min);
-    Some(TextRead {
+    Some(PlateText {
         text: top.iter().chain(&bottom).map(|c| c.0).collect(),
         char_confidences: top.iter().chain(&bottom).map(|c| c.1).collect(),
         // Both lines must be right for the plate to be.
         confidence: row_confidence(&top) * row_confidence(&bottom),
         // The Dutch prior knows single-line sidecodes only.
         country: None,
-        sidecode: None,
     })
 }
 
 /// Keeps a read only if it looks like a plate and is confident enough to vote.
-pub fn acceptable(read: &TextRead, cfg: &ReadConfig) -> bool {
+pub fn acceptable(read: &PlateText, cfg: &ReadConfig) -> bool {
     read.text.chars().count() >= cfg.min_chars && read.confidence >= cfg.min_confidence
-}
-
-/// The read stage: rectifies and reads every detection of each frame, and
-/// passes the frame on (also when nothing was read, so the tracker sees time
-/// pass). Blocking: run it on its own thread. Ends when its input closes.
-pub fn run_stage(
-    mut reader: Box<dyn PlateReader>,
-    cfg: ReadConfig,
-    mut input: mpsc::Receiver<DetectedFrame>,
-    out: mpsc::Sender<ReadFrame>,
-    metrics: Arc<Metrics>,
-) {
-    while let Some(DetectedFrame { frame, detections }) = input.blocking_recv() {
-        let plates = match rectify_and_read(reader.as_mut(), &frame.image, detections) {
-            Ok(p) => p,
-            Err(e) => {
-                inc(&metrics.read_errors);
-                tracing::error!(camera = %frame.camera, error = %e, "reading failed; frame's plates skipped");
-                Vec::new()
-            }
-        };
-        let mut reads = Vec::new();
-        let camera = metrics.camera(&frame.camera);
-        for (detection, crop, text) in plates {
-            if !acceptable(&text, &cfg) {
-                inc(&metrics.reads_rejected);
-                continue;
-            }
-            inc(&metrics.plates_read);
-            inc(&camera.reads);
-            reads.push(PlateRead {
-                detection,
-                text: text.text,
-                char_confidences: text.char_confidences,
-                confidence: text.confidence,
-                country: text.country,
-                crop: Arc::new(crop),
-            });
-        }
-        inc(&camera.frames_processed);
-        if out.blocking_send(ReadFrame { frame, reads }).is_err() {
-            break;
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::message::BoxF;
-    use ppocr::SLOTS;
 
-    fn read(text: &str, confidence: f32, dutch: bool) -> TextRead {
-        TextRead {
+    fn read(text: &str, confidence: f32, dutch: bool) -> PlateText {
+        PlateText {
             text: text.into(),
             char_confidences: vec![confidence; text.len()],
             confidence,
             country: dutch.then_some(dutch::NL),
-            sidecode: None,
         }
-    }
-
-    #[test]
-    fn ink_extent_spans_the_character_steps_of_the_crop_only() {
-        // 10 steps of content, then 10 of padding with a stray character.
-        let mut slots = vec![[0f32; SLOTS]; 20];
-        for s in &mut slots {
-            s[0] = 1.0;
-        }
-        for (t, slot) in [(2, 5), (3, 5), (7, 30), (15, 12)] {
-            slots[t][0] = 0.0;
-            slots[t][slot] = 0.9;
-        }
-        let e = ink_extent(&slots, 10).expect("characters");
-        assert_eq!((e.first, e.last), (0.25, 0.75));
-        let blank = vec![slots[0]; 4];
-        assert_eq!(ink_extent(&blank, 4), None);
     }
 
     #[test]
@@ -675,17 +496,16 @@ mod tests {
         calls: usize,
     }
 
-    impl<F: FnMut(u32) -> (TextRead, Option<Extent>) + Send> PlateReader for ByWidth<F> {
-        fn read(&mut self, crops: &[RgbImage]) -> Result<Vec<TextRead>, ReadError> {
-            Ok(self.read_located(crops)?.into_iter().map(|r| r.0).collect())
-        }
-
-        fn read_located(
-            &mut self,
-            crops: &[RgbImage],
-        ) -> Result<Vec<(TextRead, Option<Extent>)>, ReadError> {
+    impl<F: FnMut(u32) -> (PlateText, Option<Extent>) + Send> PlateReader for ByWidth<F> {
+        fn read(&mut self, crops: &[RgbImage]) -> Result<Vec<Look>, ReadError> {
             self.calls += 1;
-            Ok(crops.iter().map(|c| (self.look)(c.width())).collect())
+            Ok(crops
+                .iter()
+                .map(|c| {
+                    let (text, extent) = (self.look)(c.width());
+                    Look { text, extent }
+                })
+                .collect())
         }
     }
 
@@ -694,7 +514,7 @@ mod tests {
     /// Sees `PLATE` with its right part beyond the detected box: the wider
     /// the crop, the more of it it reads, the last character at the crop's
     /// right edge until the crop (`whole_at` px wide) shows it all.
-    fn cut_reader(whole_at: u32) -> ByWidth<impl FnMut(u32) -> (TextRead, Option<Extent>)> {
+    fn cut_reader(whole_at: u32) -> ByWidth<impl FnMut(u32) -> (PlateText, Option<Extent>)> {
         ByWidth {
             look: move |width: u32| {
                 let shown = ((width * 7) / whole_at).clamp(1, 7) as usize;
@@ -709,9 +529,9 @@ mod tests {
     /// Reads `narrow` from the crop as detected and `wide` from any longer
     /// one, its characters short of both edges either way.
     fn two_looks(
-        narrow: TextRead,
-        wide: TextRead,
-    ) -> ByWidth<impl FnMut(u32) -> (TextRead, Option<Extent>)> {
+        narrow: PlateText,
+        wide: PlateText,
+    ) -> ByWidth<impl FnMut(u32) -> (PlateText, Option<Extent>)> {
         let plain_width = plain_crop().width();
         ByWidth {
             look: move |width: u32| {
@@ -739,10 +559,10 @@ mod tests {
     }
 
     /// The one read of [`detection`] on [`gray_frame`].
-    fn final_read(reader: &mut dyn PlateReader) -> TextRead {
+    fn final_read(reader: &mut dyn PlateReader) -> PlateText {
         let mut out = rectify_and_read(reader, &gray_frame(), vec![detection()]).expect("read");
         assert_eq!(out.len(), 1);
-        out.remove(0).2
+        out.remove(0).plate
     }
 
     fn detection() -> Detection {
@@ -794,9 +614,12 @@ mod tests {
         let mut reader = cut_reader(plain.width() + plain.width() / 5);
         let out = rectify_and_read(&mut reader, &image, vec![detection()]).expect("read");
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0].2.text, PLATE);
-        assert_eq!(out[0].2.confidence, 0.95);
-        assert!(out[0].1.width() > plain.width(), "the longer crop is kept");
+        assert_eq!(out[0].plate.text, PLATE);
+        assert_eq!(out[0].plate.confidence, 0.95);
+        assert!(
+            out[0].crop.width() > plain.width(),
+            "the longer crop is kept"
+        );
         assert_eq!(reader.calls, 2);
     }
 
@@ -807,7 +630,7 @@ mod tests {
         let mut reader = cut_reader(plain_crop().width() * 8 / 5);
         let out = rectify_and_read(&mut reader, &image, vec![detection()]).expect("read");
         assert_eq!(reader.calls, 1 + WIDEN_ROUNDS);
-        let r = &out[0].2;
+        let r = &out[0].plate;
         assert!(
             PLATE.starts_with(&r.text) && r.text.len() < PLATE.len(),
             "{r:?}"
@@ -819,9 +642,12 @@ mod tests {
     fn a_read_clear_of_the_edges_is_read_once() {
         struct Clear(usize);
         impl PlateReader for Clear {
-            fn read(&mut self, crops: &[RgbImage]) -> Result<Vec<TextRead>, ReadError> {
+            fn read(&mut self, crops: &[RgbImage]) -> Result<Vec<Look>, ReadError> {
                 self.0 += 1;
-                Ok(crops.iter().map(|_| read("ZG1234AB", 0.9, false)).collect())
+                Ok(crops
+                    .iter()
+                    .map(|_| Look::unlocated(read("ZG1234AB", 0.9, false)))
+                    .collect())
             }
         }
         let mut reader = Clear(0);
@@ -838,13 +664,16 @@ mod tests {
         // than both rows' product, but digits alone are no plate.
         struct Rows;
         impl PlateReader for Rows {
-            fn read(&mut self, crops: &[RgbImage]) -> Result<Vec<TextRead>, ReadError> {
+            fn read(&mut self, crops: &[RgbImage]) -> Result<Vec<Look>, ReadError> {
                 assert_eq!(crops.len(), 3, "one line, top row, bottom row");
                 Ok(vec![
                     read("10922", 0.98, false),
                     read("10922", 0.97, false),
                     read("BX", 0.93, false),
-                ])
+                ]
+                .into_iter()
+                .map(Look::unlocated)
+                .collect())
             }
         }
         // A 1.3:1 box, a square plate.
@@ -856,35 +685,34 @@ mod tests {
         };
         assert!(rectify::is_squat(&square.corners));
         let out = rectify_and_read(&mut Rows, &gray_frame(), vec![square]).expect("read");
-        let r = &out[0].2;
+        let r = &out[0].plate;
         assert_eq!(r.text, "10922BX");
         assert!((r.confidence - 0.97 * 0.93).abs() < 1e-6, "{r:?}");
     }
 
     /// A reader that answers each call with the next of its scripted reads.
-    struct Script(Vec<Vec<TextRead>>);
+    struct Script(Vec<Vec<PlateText>>);
     impl PlateReader for Script {
-        fn read(&mut self, crops: &[RgbImage]) -> Result<Vec<TextRead>, ReadError> {
+        fn read(&mut self, crops: &[RgbImage]) -> Result<Vec<Look>, ReadError> {
             let reads = self.0.remove(0);
             assert_eq!(reads.len(), crops.len());
-            Ok(reads)
+            Ok(reads.into_iter().map(Look::unlocated).collect())
         }
     }
 
-    fn row(text: &str, confidences: &[f32]) -> TextRead {
-        TextRead {
+    fn row(text: &str, confidences: &[f32]) -> PlateText {
+        PlateText {
             text: text.into(),
             char_confidences: confidences.to_vec(),
             confidence: confidences.iter().copied().fold(1.0, f32::min),
             country: None,
-            sidecode: None,
         }
     }
 
     /// The detected box holds the top row, `10922`, of a square plate.
     /// Stretched down, the crop reads that row over `bottom`; stretched up,
     /// nothing over the row itself.
-    fn top_row_over(bottom: TextRead) -> Script {
+    fn top_row_over(bottom: PlateText) -> Script {
         Script(vec![
             vec![read("10922", 0.98, false)],
             vec![
@@ -923,8 +751,11 @@ mod tests {
     fn a_plate_read_that_fits_no_layout_keeps_its_text_at_a_lower_confidence() {
         struct Fixed;
         impl PlateReader for Fixed {
-            fn read(&mut self, crops: &[RgbImage]) -> Result<Vec<TextRead>, ReadError> {
-                Ok(crops.iter().map(|_| read("17859AM", 0.95, false)).collect())
+            fn read(&mut self, crops: &[RgbImage]) -> Result<Vec<Look>, ReadError> {
+                Ok(crops
+                    .iter()
+                    .map(|_| Look::unlocated(read("17859AM", 0.95, false)))
+                    .collect())
             }
         }
         let r = final_read(&mut Fixed);

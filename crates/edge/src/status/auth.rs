@@ -3,6 +3,7 @@
 //! failures. Time comes from [`Clocks`] so that tests expire sessions and
 //! lock-outs without waiting.
 
+use crate::sync::LockUnpoisoned;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -106,7 +107,7 @@ impl Auth {
         };
         let now = self.clocks.monotonic();
         {
-            let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+            let mut f = self.failures.lock_unpoisoned();
             match f.locked_until {
                 Some(until) if now < until => return Login::LockedOut(until - now),
                 Some(_) => *f = Failures::default(),
@@ -114,7 +115,7 @@ impl Auth {
             }
         }
         if !verify(hash, password) {
-            let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+            let mut f = self.failures.lock_unpoisoned();
             f.in_a_row += 1;
             if f.in_a_row >= self.lockout_after {
                 f.locked_until = Some(now + self.lockout_for);
@@ -122,14 +123,14 @@ impl Auth {
             }
             return Login::Wrong;
         }
-        *self.failures.lock().unwrap_or_else(|p| p.into_inner()) = Failures::default();
+        *self.failures.lock_unpoisoned() = Failures::default();
         if !open_session {
             return Login::Ok(String::new());
         }
         let mut raw = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut raw);
         let token = hex::encode(raw);
-        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let mut sessions = self.sessions.lock_unpoisoned();
         // Expired sessions are dropped here, so the map cannot grow without bound.
         sessions.retain(|_, until| *until > now);
         sessions.insert(token.clone(), now + self.session_for);
@@ -139,7 +140,7 @@ impl Auth {
     /// Whether `token` is a live session.
     pub fn session_valid(&self, token: &str) -> bool {
         let now = self.clocks.monotonic();
-        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let mut sessions = self.sessions.lock_unpoisoned();
         match sessions.get(token) {
             Some(until) if *until > now => true,
             Some(_) => {
@@ -151,10 +152,7 @@ impl Auth {
     }
 
     pub fn logout(&self, token: &str) {
-        self.sessions
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(token);
+        self.sessions.lock_unpoisoned().remove(token);
     }
 }
 

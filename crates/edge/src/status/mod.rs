@@ -7,7 +7,7 @@
 //! counters ([`Metrics`]), fixed facts, the lists' status and the newest frame
 //! per camera ([`LatestFramesView`]); it never sees plate text, writes nothing
 //! to disk, and a snapshot lives in memory for one answer and a short cache.
-//! See `docs/status-api.md`.
+//! See `docs/ref/status-api.md`.
 
 pub mod auth;
 pub mod html;
@@ -15,6 +15,7 @@ pub mod prom;
 pub mod snapshot;
 pub mod view;
 
+use crate::sync::LockUnpoisoned;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -108,7 +109,7 @@ struct Inner {
 struct App(Arc<Inner>);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
+    m.lock_unpoisoned()
 }
 
 fn healthy(s: &MetricsSnapshot) -> bool {

@@ -8,7 +8,7 @@
 //! plate text.
 
 use image::{Rgb, RgbImage};
-use imageproc::drawing::{draw_filled_rect_mut, draw_hollow_polygon_mut, draw_text_mut};
+use imageproc::drawing::{draw_filled_rect_mut, draw_hollow_polygon_mut};
 use imageproc::point::Point;
 use imageproc::rect::Rect;
 use serde::Serialize;
@@ -197,13 +197,46 @@ fn polygon(img: &mut RgbImage, poly: &[[f32; 2]], color: Rgb<u8>, thick: i32) {
     }
 }
 
+/// Draws `text` at about `size` pixels high on a black box, in the 8x8 bitmap
+/// font of `font8x8` scaled by whole pixels: legible at a glance, and no font
+/// file on the controller. Characters the font lacks are drawn as blanks.
 fn label(img: &mut RgbImage, x: i32, y: i32, size: f32, text: &str, color: Rgb<u8>) {
-    let font = crate::synth::plate::font();
-    let scale = ab_glyph::PxScale::from(size);
-    let (tw, th) = imageproc::drawing::text_size(scale, font, text);
+    let scale = ((size / 8.0).round() as i32).max(1);
+    let (tw, th) = (text.chars().count() as i32 * 8 * scale, 8 * scale);
     let y = y.max(0);
-    draw_filled_rect_mut(img, Rect::at(x - 2, y - 1).of_size(tw + 4, th + 4), BLACK);
-    draw_text_mut(img, color, x, y, scale, font, text);
+    let (w, h) = (img.width() as i32, img.height() as i32);
+    if tw > 0 {
+        draw_filled_rect_mut(
+            img,
+            Rect::at(x - 2, y - 1).of_size((tw + 4) as u32, (th + 4) as u32),
+            BLACK,
+        );
+    }
+    for (i, c) in text.chars().enumerate() {
+        let Some(glyph) = u32::from(c)
+            .try_into()
+            .ok()
+            .and_then(|i: usize| font8x8::legacy::BASIC_LEGACY.get(i))
+        else {
+            continue;
+        };
+        let left = x + i as i32 * 8 * scale;
+        for (row, bits) in glyph.iter().enumerate() {
+            for col in 0..8 {
+                if bits & (1 << col) == 0 {
+                    continue;
+                }
+                for dy in 0..scale {
+                    for dx in 0..scale {
+                        let (px, py) = (left + col * scale + dx, y + row as i32 * scale + dy + 1);
+                        if px >= 0 && py >= 0 && px < w && py < h {
+                            img.put_pixel(px as u32, py as u32, color);
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The frame with the overlays drawn, as JPEG. The copy lives for this call only.

@@ -19,48 +19,35 @@
 //! never stores anything about a vehicle that was not judged a candidate
 //! violation. It never talks to the network.
 
-pub mod testing;
+mod budget;
+mod record;
+mod retention;
+mod schema;
+pub mod stage;
+
+use budget::{count_drop, make_room, ROW_OVERHEAD};
+pub use schema::SCHEMA_VERSION;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use image::RgbImage;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::clock::{Clocks, RealClocks, SyncState};
+use crate::clock::{Clocks, RealClocks};
 use crate::config::BudgetPolicy;
-use crate::keys::{record_sha256, EvidenceSigner, GENESIS_PREV};
-use crate::message::{Decision, Direction, Violation};
-
-/// Version of the layout of [`RecordMetadata`], stated in every record so the
-/// backend can tell formats apart. 2 added `chain_id` and `prev_record_sha256`.
-pub const METADATA_FORMAT: u32 = 2;
-
-/// Reasons under which evidence or records are deleted, as counted in the
-/// `drops` table and stated to the backend in `evidence_dropped`.
-pub mod reason {
-    /// Images of a new record not stored: disk budget reached (`drop_new_evidence`).
-    pub const NEW_EVIDENCE_BUDGET: &str = "disk_budget_new_evidence";
-    /// Images of the oldest unacknowledged record deleted for room (`drop_oldest_evidence`).
-    pub const OLDEST_EVIDENCE_BUDGET: &str = "disk_budget_oldest_evidence";
-    /// A new violation not recorded at all (`refuse_new`, or no room even for its metadata).
-    pub const REFUSED_BUDGET: &str = "disk_budget_refused";
-    /// An acknowledged record (already delivered) deleted early for room.
-    pub const ACKED_RECORD_BUDGET: &str = "disk_budget_acked_record";
-    /// Images of an acknowledged record deleted after `acked_evidence_retention_h`.
-    pub const ACKED_EVIDENCE_RETENTION: &str = "retention_acked_evidence";
-    /// An unacknowledged record older than `max_retention_days`: its metadata,
-    /// signature and images deleted, a signed [`super::Tombstone`] left in its
-    /// place. (Builds before schema 3 deleted only the images under this name.)
-    pub const UNACKED_EXPIRED: &str = "retention_unacked_expired";
-    /// An acknowledged row older than `max_retention_days`, deleted whole.
-    pub const ACKED_ROW_EXPIRED: &str = "retention_acked_row";
-}
+use crate::keys::EvidenceSigner;
+use crate::message::Violation;
+pub use crate::metrics::BudgetStatus;
+use anpr_wire::chain::{record_sha256, GENESIS_PREV};
+pub use anpr_wire::record::{
+    format_time, reason, PlateMetadata, RecordMetadata, Tombstone, TombstoneKind, METADATA_FORMAT,
+    TOMBSTONE_FORMAT,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -160,17 +147,6 @@ impl Default for StoreLimits {
     }
 }
 
-/// Where the store stands against its budget, and every drop so far.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct BudgetStatus {
-    pub used_bytes: u64,
-    pub max_bytes: u64,
-    /// Set while the last record needed the configured budget policy.
-    pub alarm: bool,
-    /// Deletions of evidence and records so far, by [`reason`].
-    pub drops: std::collections::BTreeMap<String, u64>,
-}
-
 /// What one retention pass deleted.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RetentionReport {
@@ -196,127 +172,6 @@ pub struct StoredId {
     pub seq: i64,
     /// Why the images were not stored (disk budget), if they were not.
     pub evidence_dropped: Option<&'static str>,
-}
-
-/// The plate as read.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct PlateMetadata {
-    /// Upper-case A-Z and 0-9 only, separators stripped.
-    pub text: String,
-    /// Confidence of the whole plate, 0..=1.
-    pub confidence: f32,
-    /// One confidence per character of `text`, 0..=1.
-    pub char_confidences: Vec<f32>,
-    /// ISO 3166 alpha-2 code of the country the plate was recognised as
-    /// (`NL` where it fits a Dutch sidecode), `null` when unknown. Absent in
-    /// records made before this field existed.
-    #[serde(default)]
-    pub country: Option<String>,
-}
-
-/// Everything about one record except the images: exactly what is uploaded as
-/// the `metadata` part, serialised once at record time and stored verbatim.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct RecordMetadata {
-    /// Layout version of this struct ([`METADATA_FORMAT`]).
-    pub format: u32,
-    /// Random UUID v4 of the record; also the upload's `Idempotency-Key`.
-    pub id: Uuid,
-    /// The controller that recorded it (`device.id`).
-    pub device_id: String,
-    /// Per-device sequence number without gaps; a missing number at the backend
-    /// means a record has not arrived (yet).
-    pub seq: i64,
-    /// The chain this record belongs to: 32 hex digits, made when the database
-    /// was created. A database that had to be replaced starts a new chain.
-    /// Absent in format 1.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub chain_id: Option<String>,
-    /// Lower-case hex SHA-256 of the previous record's `metadata` bytes in this
-    /// chain; 64 zeros for the first. Absent in format 1.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prev_record_sha256: Option<String>,
-    /// UTC wall-clock time of the overview (best) frame, RFC 3339 with milliseconds.
-    pub captured_at: String,
-    /// Whether the wall clock was synchronised when the overview was captured, and
-    /// the kernel's maximum error estimate at that moment.
-    pub clock: SyncState,
-    /// Camera id from the configuration.
-    pub camera: String,
-    /// Which way the camera looks (free text from the configuration).
-    pub camera_facing: String,
-    /// Where the controller stands (free text from the configuration).
-    pub location: String,
-    /// WGS84 position of the controller, when configured.
-    pub latitude: Option<f64>,
-    pub longitude: Option<f64>,
-    /// Lane number; not determined yet, always `null`.
-    pub lane: Option<u32>,
-    /// Direction of travel relative to the camera.
-    pub direction: Direction,
-    pub plate: PlateMetadata,
-    /// Frames of the passage in which the plate was read.
-    pub reads: u32,
-    /// Frames the passage spanned.
-    pub frames: u32,
-    /// UTC wall-clock times of the first and last frame of the passage, RFC 3339 ms.
-    pub first_seen: String,
-    pub last_seen: String,
-    /// Sequence number of the overview frame at its camera.
-    pub frame_seq: u64,
-    /// Versions of the models that produced the read.
-    pub model_versions: String,
-    /// Why the passage is a candidate violation.
-    pub decision: Decision,
-    /// Lower-case hex SHA-256 of the `overview` part (the best frame, JPEG).
-    pub overview_sha256: String,
-    /// Lower-case hex SHA-256 of the `crop` part (the rectified plate, JPEG).
-    pub crop_sha256: String,
-    /// UTC time the record was committed on the device, RFC 3339 ms.
-    pub created_at: String,
-}
-
-/// Version of the layout of [`Tombstone`].
-pub const TOMBSTONE_FORMAT: u32 = 2;
-
-/// Why a record was replaced by a tombstone.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TombstoneKind {
-    /// Not delivered within `store.max_retention_days`.
-    Expired,
-}
-
-/// What is left of a record that expired undelivered: just enough for the
-/// backend to see which record is gone and why, and to keep checking the hash
-/// chain across it. No plate, no time of passage, no images. Serialised once,
-/// signed with the evidence key and stored; uploaded as the `tombstone` part.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Tombstone {
-    /// Layout version ([`TOMBSTONE_FORMAT`]).
-    pub format: u32,
-    pub kind: TombstoneKind,
-    /// The record's id; also the upload's `Idempotency-Key`.
-    pub id: Uuid,
-    pub device_id: String,
-    /// The record's seq: the tombstone takes its place in the sequence.
-    pub seq: i64,
-    /// The record's chain; absent for a format-1 (unchained) record.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub chain_id: Option<String>,
-    /// H(M): lower-case hex SHA-256 of the record's metadata bytes as signed,
-    /// which the next record names as its `prev_record_sha256`.
-    pub record_sha256: String,
-    /// The record's own `prev_record_sha256`; absent for a format-1 record.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prev_record_sha256: Option<String>,
-    /// Why the record was deleted ([`reason`]).
-    pub reason: String,
-    /// When the record was committed on the device, RFC 3339 ms.
-    pub created_at: String,
-    /// When retention replaced it, RFC 3339 ms (device wall clock).
-    pub expired_at: String,
 }
 
 /// What an unacknowledged record carries to the backend.
@@ -374,88 +229,8 @@ pub struct RecordStatus {
     pub last_error: Option<String>,
 }
 
-/// The numbered schema steps. Step `i` (0-based) takes the database from
-/// `user_version` i to i+1; later versions only ever append steps.
-const MIGRATIONS: &[&str] = &[
-    // 1: the violation table.
-    r#"
-    CREATE TABLE violation (
-        id                      TEXT PRIMARY KEY NOT NULL,
-        device_id               TEXT NOT NULL,
-        seq                     INTEGER NOT NULL,
-        captured_at             TEXT NOT NULL,
-        clock_synchronised      INTEGER NOT NULL,
-        clock_max_error_us      INTEGER NOT NULL,
-        camera                  TEXT NOT NULL,
-        camera_facing           TEXT NOT NULL,
-        location                TEXT NOT NULL,
-        latitude                REAL,
-        longitude               REAL,
-        lane                    INTEGER,
-        direction               TEXT NOT NULL,
-        plate_text              TEXT NOT NULL,
-        plate_confidence        REAL NOT NULL,
-        char_confidences        TEXT NOT NULL,
-        reads                   INTEGER NOT NULL,
-        frames                  INTEGER NOT NULL,
-        first_seen              TEXT NOT NULL,
-        last_seen               TEXT NOT NULL,
-        frame_seq               INTEGER NOT NULL,
-        model_versions          TEXT NOT NULL,
-        decision_rule           TEXT NOT NULL,
-        hit_list_version        TEXT NOT NULL,
-        exemption_list_version  TEXT NOT NULL,
-        hit_entry_id            TEXT NOT NULL,
-        overview_jpeg           BLOB NOT NULL,
-        overview_sha256         TEXT NOT NULL,
-        crop_jpeg               BLOB NOT NULL,
-        crop_sha256             TEXT NOT NULL,
-        metadata                TEXT NOT NULL,
-        created_at              TEXT NOT NULL,
-        acked_at                TEXT,
-        attempts                INTEGER NOT NULL DEFAULT 0,
-        last_error              TEXT,
-        UNIQUE (device_id, seq)
-    );
-    CREATE INDEX violation_pending ON violation (seq) WHERE acked_at IS NULL;
-    "#,
-    // 2: signatures, the hash chain, dropped evidence, drop counters.
-    r#"
-    ALTER TABLE violation ADD COLUMN record_sha256 TEXT;
-    ALTER TABLE violation ADD COLUMN signature TEXT;
-    ALTER TABLE violation ADD COLUMN evidence_dropped TEXT;
-    CREATE INDEX violation_acked ON violation (acked_at) WHERE acked_at IS NOT NULL;
-    CREATE TABLE store_info (
-        key   TEXT PRIMARY KEY NOT NULL,
-        value TEXT NOT NULL
-    );
-    INSERT INTO store_info (key, value) VALUES ('chain_id', lower(hex(randomblob(16))));
-    CREATE TABLE chain_head (
-        device_id     TEXT PRIMARY KEY NOT NULL,
-        seq           INTEGER NOT NULL,
-        record_sha256 TEXT NOT NULL
-    );
-    CREATE TABLE drops (
-        reason TEXT PRIMARY KEY NOT NULL,
-        count  INTEGER NOT NULL
-    );
-    "#,
-    // 3: tombstones of records that expired undelivered.
-    r#"
-    ALTER TABLE violation ADD COLUMN tombstone TEXT;
-    "#,
-];
-
-/// The schema version this build creates and understands.
-pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
-
 /// How long a statement waits for the other connection's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// RFC 3339 UTC with milliseconds, the one time format of records.
-pub fn format_time(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
 
 fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -467,6 +242,25 @@ fn encode_jpeg(img: &RgbImage, quality: u8, what: &'static str) -> Result<Vec<u8
     img.write_with_encoder(enc)
         .map_err(|source| StoreError::Encode { what, source })?;
     Ok(out)
+}
+
+/// How a store is opened: given at construction, never changed after.
+#[derive(Clone)]
+pub struct StoreOptions {
+    /// The disk budget that [`Store::record`] keeps to.
+    pub limits: StoreLimits,
+    /// Whose wall time stamps each record's `created_at` and names a damaged
+    /// file set aside.
+    pub clocks: Arc<dyn Clocks>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            limits: StoreLimits::default(),
+            clocks: Arc::new(RealClocks::new()),
+        }
+    }
 }
 
 /// One connection to the violation database.
@@ -481,13 +275,6 @@ pub struct Store {
     clocks: Arc<dyn Clocks>,
 }
 
-/// Room a record's row takes beyond its images and metadata (columns, index
-/// entries, page slack): an over- rather than an under-estimate.
-const ROW_OVERHEAD: u64 = 2048;
-
-/// One part in this many of the budget is kept for records without images.
-const RESERVE_FOR_METADATA: u64 = 10;
-
 /// The file beside `path` with `suffix` appended (`-wal`, `-shm`).
 fn sibling(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
@@ -495,161 +282,84 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Makes room within `limits` for a record of `need` bytes (`meta_need`
-/// without its images): first by deleting acknowledged records, oldest first,
-/// then as the policy says. Returns the reason the new record's images are not
-/// to be stored, if so; `BudgetFull` if the record is not to be stored at all.
-fn make_room(
-    conn: &Connection,
-    path: &Path,
-    limits: StoreLimits,
-    need: u64,
-    meta_need: u64,
-) -> Result<Option<&'static str>, StoreError> {
-    if limits.max_bytes == u64::MAX {
-        return Ok(None);
-    }
-    let sql = |op: &'static str| {
-        move |source| StoreError::Sql {
-            path: path.to_path_buf(),
-            op,
-            source,
-        }
-    };
-    let used = || used_page_bytes(conn);
-    // Images may fill the budget up to this: the rest is kept for records that
-    // have to go without them, so those are not refused for want of room.
-    let image_limit = limits.max_bytes - limits.max_bytes / RESERVE_FOR_METADATA;
-    let fits = |n: u64| used().map(|u| u.saturating_add(n) <= image_limit);
-    let fits_meta = |n: u64| used().map(|u| u.saturating_add(n) <= limits.max_bytes);
-    if fits(need).map_err(sql("measure size"))? {
-        return Ok(None);
-    }
-    // Delivered records first: the backend holds them already.
-    loop {
-        let n = conn
-            .execute(
-                "DELETE FROM violation WHERE id IN (SELECT id FROM violation
-                 WHERE acked_at IS NOT NULL ORDER BY seq LIMIT 16)",
-                [],
-            )
-            .map_err(sql("delete acknowledged records for room"))? as u64;
-        count_drop(conn, reason::ACKED_RECORD_BUDGET, n).map_err(sql("count drop"))?;
-        if fits(need).map_err(sql("measure size"))? {
-            return Ok(None);
-        }
-        if n == 0 {
-            break;
-        }
-    }
-    if limits.policy == BudgetPolicy::DropOldestEvidence {
-        loop {
-            let seqs: Vec<i64> = conn
-                .prepare_cached(
-                    "UPDATE violation SET overview_jpeg = x'', crop_jpeg = x'', evidence_dropped = ?1
-                     WHERE id IN (SELECT id FROM violation WHERE acked_at IS NULL
-                                  AND evidence_dropped IS NULL ORDER BY seq LIMIT 4)
-                     RETURNING seq",
-                )
-                .and_then(|mut st| {
-                    st.query_map(params![reason::OLDEST_EVIDENCE_BUDGET], |r| r.get(0))?
-                        .collect()
-                })
-                .map_err(sql("delete oldest evidence for room"))?;
-            if !seqs.is_empty() {
-                tracing::warn!(
-                    ?seqs,
-                    reason = reason::OLDEST_EVIDENCE_BUDGET,
-                    "disk budget reached: deleted the images of the oldest unacknowledged records"
-                );
-            }
-            count_drop(conn, reason::OLDEST_EVIDENCE_BUDGET, seqs.len() as u64)
-                .map_err(sql("count drop"))?;
-            if fits(need).map_err(sql("measure size"))? {
-                return Ok(None);
-            }
-            if seqs.is_empty() {
-                break;
-            }
-        }
-    }
-    let full = || StoreError::BudgetFull {
-        path: path.to_path_buf(),
-        used: used().unwrap_or(0),
-        max: limits.max_bytes,
-        policy: limits.policy.as_str(),
-    };
-    match limits.policy {
-        BudgetPolicy::RefuseNew => Err(full()),
-        _ if fits_meta(meta_need).map_err(sql("measure size"))? => {
-            Ok(Some(reason::NEW_EVIDENCE_BUDGET))
-        }
-        _ => Err(full()),
-    }
+/// What a record's row holds beside its metadata's own fields.
+struct Row<'a> {
+    json: &'a str,
+    char_confidences: &'a str,
+    record_sha256: &'a str,
+    signature: &'a str,
+    overview: Vec<u8>,
+    crop: Vec<u8>,
+    evidence_dropped: Option<&'static str>,
 }
 
-fn count_drop(conn: &Connection, reason: &str, n: u64) -> rusqlite::Result<()> {
-    if n == 0 {
-        return Ok(());
-    }
-    conn.execute(
-        "INSERT INTO drops (reason, count) VALUES (?1, ?2)
-         ON CONFLICT (reason) DO UPDATE SET count = count + excluded.count",
-        params![reason, n as i64],
-    )?;
-    Ok(())
-}
-
-/// Bytes of pages in use (not on the free list).
-fn used_page_bytes(conn: &Connection) -> rusqlite::Result<u64> {
-    let pages: i64 = conn.pragma_query_value(None, "page_count", |r| r.get(0))?;
-    let free: i64 = conn.pragma_query_value(None, "freelist_count", |r| r.get(0))?;
-    let size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0))?;
-    Ok(((pages - free).max(0) * size.max(0)) as u64)
-}
-
-/// An unacknowledged record that retention is about to replace.
-struct ExpiringRow {
-    id: String,
-    seq: i64,
-    device_id: String,
-    metadata: String,
-    created_at: String,
-    evidence_dropped: Option<String>,
-}
-
-/// The tombstone of `row`. Its chain fields come from the stored metadata;
-/// metadata that no longer parses (a damaged row) still loses its content,
-/// and its tombstone says nothing about the chain.
-fn tombstone_of(row: &ExpiringRow, expired_at: &str) -> Tombstone {
-    let meta: Option<serde_json::Value> = serde_json::from_str(&row.metadata).ok();
-    let field = |name: &str| {
-        meta.as_ref()
-            .and_then(|m| m.get(name))
-            .and_then(|v| v.as_str())
-            .map(str::to_string)
-    };
-    Tombstone {
-        format: TOMBSTONE_FORMAT,
-        kind: TombstoneKind::Expired,
-        // A row whose id does not parse is reported as damaged by `pending`
-        // either way; its content must still go.
-        id: Uuid::parse_str(&row.id).unwrap_or_default(),
-        device_id: row.device_id.clone(),
-        seq: row.seq,
-        chain_id: field("chain_id"),
-        record_sha256: record_sha256(row.metadata.as_bytes()),
-        prev_record_sha256: field("prev_record_sha256"),
-        reason: reason::UNACKED_EXPIRED.to_string(),
-        created_at: row.created_at.clone(),
-        expired_at: expired_at.to_string(),
-    }
+/// Inserts one record's row: its metadata's fields as columns (for queries
+/// and retention), the metadata bytes as signed, and the images.
+fn insert_row(tx: &Connection, meta: &RecordMetadata, row: Row<'_>) -> rusqlite::Result<usize> {
+    tx.execute(
+        "INSERT INTO violation (
+            id, device_id, seq, captured_at, clock_synchronised, clock_max_error_us,
+            camera, camera_facing, location, latitude, longitude, lane, direction,
+            plate_text, plate_confidence, char_confidences, reads, frames,
+            first_seen, last_seen, frame_seq, model_versions,
+            decision_rule, hit_list_version, exemption_list_version, hit_entry_id,
+            overview_jpeg, overview_sha256, crop_jpeg, crop_sha256, metadata, created_at,
+            record_sha256, signature, evidence_dropped
+        ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                  ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30,
+                  ?31, ?32, ?33, ?34, ?35)",
+        params![
+            meta.id.to_string(),
+            meta.device_id,
+            meta.seq,
+            meta.captured_at,
+            meta.clock.synchronised,
+            meta.clock.max_error_us,
+            meta.camera,
+            meta.camera_facing,
+            meta.location,
+            meta.latitude,
+            meta.longitude,
+            meta.lane,
+            record::direction_str(meta.direction),
+            meta.plate.text,
+            meta.plate.confidence as f64,
+            row.char_confidences,
+            meta.reads,
+            meta.frames,
+            meta.first_seen,
+            meta.last_seen,
+            // SQLite integers are i64; a frame counter never gets near 2^63.
+            i64::try_from(meta.frame_seq).unwrap_or(i64::MAX),
+            meta.model_versions,
+            meta.decision.rule,
+            meta.decision.hit_list_version,
+            meta.decision.exemption_list_version,
+            meta.decision.entry_id,
+            row.overview,
+            meta.overview_sha256,
+            row.crop,
+            meta.crop_sha256,
+            row.json,
+            meta.created_at,
+            row.record_sha256,
+            row.signature,
+            row.evidence_dropped,
+        ],
+    )
 }
 
 impl Store {
+    /// Opens (creating if needed) the database at `path` with the default
+    /// options (no disk budget, the operating system's clocks): for tools and
+    /// readers. The daemon opens with [`Store::open_with`].
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::open_with(path, StoreOptions::default())
+    }
+
     /// Opens (creating if needed) the database at `path`, with its parent folder,
     /// and brings its schema up to [`SCHEMA_VERSION`].
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
+    pub fn open_with(path: &Path, opts: StoreOptions) -> Result<Store, StoreError> {
         let path_buf = path.to_path_buf();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
@@ -689,9 +399,9 @@ impl Store {
             conn,
             path: path_buf,
             chain_id: String::new(),
-            limits: StoreLimits::default(),
+            limits: opts.limits,
             alarm: false,
-            clocks: Arc::new(RealClocks::new()),
+            clocks: opts.clocks,
         };
         store.migrate()?;
         store.chain_id = store
@@ -710,8 +420,11 @@ impl Store {
     /// to `<path>.damaged-<UTC time>` (with its WAL) and a fresh database is
     /// made, so the daemon keeps recording; the move is returned for reporting.
     /// A database from a newer build is refused, never moved.
-    pub fn open_checked(path: &Path) -> Result<(Store, Option<MovedAside>), StoreError> {
-        let failure = match Store::open(path) {
+    pub fn open_checked(
+        path: &Path,
+        opts: StoreOptions,
+    ) -> Result<(Store, Option<MovedAside>), StoreError> {
+        let failure = match Store::open_with(path, opts.clone()) {
             Ok(store) => match store.quick_check() {
                 Ok(()) => return Ok((store, None)),
                 Err(e) => e,
@@ -721,7 +434,7 @@ impl Store {
             }
             Err(e) => e,
         };
-        let stamp = Utc::now().format("%Y%m%dT%H%M%SZ");
+        let stamp = opts.clocks.wall().format("%Y%m%dT%H%M%SZ");
         let to = sibling(path, &format!(".damaged-{stamp}"));
         for suffix in ["", "-wal", "-shm"] {
             let from = sibling(path, suffix);
@@ -734,7 +447,7 @@ impl Store {
                 })?;
             }
         }
-        let store = Store::open(path)?;
+        let store = Store::open_with(path, opts)?;
         Ok((
             store,
             Some(MovedAside {
@@ -768,47 +481,9 @@ impl Store {
         }
     }
 
-    /// Sets the disk budget that [`Store::record`] keeps to.
-    pub fn set_limits(&mut self, limits: StoreLimits) {
-        self.limits = limits;
-    }
-
-    /// Sets the clocks whose wall time stamps each record's `created_at`
-    /// (the operating system's until set).
-    pub fn set_clocks(&mut self, clocks: Arc<dyn Clocks>) {
-        self.clocks = clocks;
-    }
-
     /// The chain id of this database (see [`RecordMetadata::chain_id`]).
     pub fn chain_id(&self) -> &str {
         &self.chain_id
-    }
-
-    /// Bytes the store takes against its budget: its pages in use. (The WAL
-    /// beside it adds at most a few MiB: it is checkpointed every 1000 pages
-    /// and cut back to 16 MiB.)
-    pub fn used_bytes(&self) -> Result<u64, StoreError> {
-        used_page_bytes(&self.conn).map_err(|e| self.sql("measure size", e))
-    }
-
-    /// The budget, the alarm and the drop counters.
-    pub fn budget_status(&self) -> Result<BudgetStatus, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare_cached("SELECT reason, count FROM drops ORDER BY reason")
-            .map_err(|e| self.sql("read drops", e))?;
-        let drops = stmt
-            .query_map([], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
-            })
-            .and_then(|rows| rows.collect::<Result<_, _>>())
-            .map_err(|e| self.sql("read drops", e))?;
-        Ok(BudgetStatus {
-            used_bytes: self.used_bytes()?,
-            max_bytes: self.limits.max_bytes,
-            alarm: self.alarm,
-            drops,
-        })
     }
 
     /// The raw connection, for tests that inspect columns directly.
@@ -822,59 +497,12 @@ impl Store {
         &self.path
     }
 
-    /// The schema version recorded in the file (`PRAGMA user_version`).
-    pub fn schema_version(&self) -> Result<i64, StoreError> {
-        self.conn
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(|source| self.sql("read schema version", source))
-    }
-
     fn sql(&self, op: &'static str, source: rusqlite::Error) -> StoreError {
         StoreError::Sql {
             path: self.path.clone(),
             op,
             source,
         }
-    }
-
-    fn migrate(&mut self) -> Result<(), StoreError> {
-        let found = self.schema_version().map_err(|e| match e {
-            // Reading the version is the first real read: report it as an open error.
-            StoreError::Sql { path, source, .. } => StoreError::Open { path, source },
-            other => other,
-        })?;
-        if found > SCHEMA_VERSION {
-            return Err(StoreError::NewerSchema {
-                path: self.path.clone(),
-                found,
-                supported: SCHEMA_VERSION,
-            });
-        }
-        for (i, step) in MIGRATIONS.iter().enumerate().skip(found.max(0) as usize) {
-            let to = i as i64 + 1;
-            let path = self.path.clone();
-            let err = |source| StoreError::Migrate {
-                path: path.clone(),
-                to,
-                source,
-            };
-            // IMMEDIATE takes the write lock first, so the pipeline and the
-            // uploader opening at the same moment cannot both run a step.
-            let tx = self
-                .conn
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(err)?;
-            let now: i64 = tx
-                .pragma_query_value(None, "user_version", |r| r.get(0))
-                .map_err(err)?;
-            if now >= to {
-                continue;
-            }
-            tx.execute_batch(step).map_err(err)?;
-            tx.pragma_update(None, "user_version", to).map_err(err)?;
-            tx.commit().map_err(err)?;
-        }
-        Ok(())
     }
 
     /// Records a candidate violation: encodes its images, assigns a UUID and the
@@ -915,39 +543,21 @@ impl Store {
         let seq = head.as_ref().map_or(0, |h| h.0).max(max_seq) + 1;
         // Records made before format 2 are unsigned: the chain starts after them.
         let prev = head.map_or_else(|| GENESIS_PREV.to_string(), |h| h.1);
-        let meta = RecordMetadata {
-            format: METADATA_FORMAT,
-            id,
-            device_id: ctx.device_id.clone(),
-            seq,
-            chain_id: Some(self.chain_id.clone()),
-            prev_record_sha256: Some(prev),
-            captured_at: format_time(p.best.captured.wall),
-            clock: p.best.captured.sync,
-            camera: p.camera.to_string(),
-            camera_facing: ctx.camera_facing.clone(),
-            location: ctx.location.clone(),
-            latitude: ctx.latitude,
-            longitude: ctx.longitude,
-            lane: p.lane,
-            direction: p.direction,
-            plate: PlateMetadata {
-                text: p.text.clone(),
-                confidence: p.confidence,
-                char_confidences: p.char_confidences.clone(),
-                country: p.country.clone(),
+        let meta = record::metadata(
+            v,
+            ctx,
+            record::Link {
+                id,
+                seq,
+                chain_id: self.chain_id.clone(),
+                prev_record_sha256: prev,
             },
-            reads: p.reads,
-            frames: p.frames,
-            first_seen: format_time(p.first_seen.wall),
-            last_seen: format_time(p.last_seen.wall),
-            frame_seq: p.best.frame_seq,
-            model_versions: ctx.model_versions.clone(),
-            decision: v.decision.clone(),
-            overview_sha256: sha256_hex(&overview),
-            crop_sha256: sha256_hex(&crop),
-            created_at: format_time(self.clocks.wall()),
-        };
+            record::Evidence {
+                overview_sha256: sha256_hex(&overview),
+                crop_sha256: sha256_hex(&crop),
+            },
+            self.clocks.wall(),
+        );
         let json =
             serde_json::to_string(&meta).map_err(|source| StoreError::Serialise { source })?;
         let char_conf = serde_json::to_string(&meta.plate.char_confidences)
@@ -974,56 +584,18 @@ impl Store {
         } else {
             (overview, crop)
         };
-        tx.execute(
-            "INSERT INTO violation (
-                id, device_id, seq, captured_at, clock_synchronised, clock_max_error_us,
-                camera, camera_facing, location, latitude, longitude, lane, direction,
-                plate_text, plate_confidence, char_confidences, reads, frames,
-                first_seen, last_seen, frame_seq, model_versions,
-                decision_rule, hit_list_version, exemption_list_version, hit_entry_id,
-                overview_jpeg, overview_sha256, crop_jpeg, crop_sha256, metadata, created_at,
-                record_sha256, signature, evidence_dropped
-            ) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                      ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30,
-                      ?31, ?32, ?33, ?34, ?35)",
-            params![
-                id.to_string(),
-                meta.device_id,
-                seq,
-                meta.captured_at,
-                meta.clock.synchronised,
-                meta.clock.max_error_us,
-                meta.camera,
-                meta.camera_facing,
-                meta.location,
-                meta.latitude,
-                meta.longitude,
-                meta.lane,
-                meta.direction.as_str(),
-                meta.plate.text,
-                meta.plate.confidence as f64,
-                char_conf,
-                meta.reads,
-                meta.frames,
-                meta.first_seen,
-                meta.last_seen,
-                // SQLite integers are i64; a frame counter never gets near 2^63.
-                i64::try_from(meta.frame_seq).unwrap_or(i64::MAX),
-                meta.model_versions,
-                meta.decision.rule,
-                meta.decision.hit_list_version,
-                meta.decision.exemption_list_version,
-                meta.decision.entry_id,
+        insert_row(
+            &tx,
+            &meta,
+            Row {
+                json: &json,
+                char_confidences: &char_conf,
+                record_sha256: &hash,
+                signature: &signature,
                 overview,
-                meta.overview_sha256,
                 crop,
-                meta.crop_sha256,
-                json,
-                meta.created_at,
-                hash,
-                signature,
-                dropped,
-            ],
+                evidence_dropped: dropped,
+            },
         )
         .map_err(sql("insert record"))?;
         tx.execute(
@@ -1164,145 +736,6 @@ impl Store {
         tx.commit().map_err(err)
     }
 
-    /// Applies retention at `now`: deletes the images of records acknowledged
-    /// more than `acked_evidence` ago; replaces each unacknowledged record made
-    /// more than `max_age` ago by a [`Tombstone`] signed with `signer` (its
-    /// metadata, plate, signature and images deleted; each logged by seq); and
-    /// deletes acknowledged rows older than `max_age`. Every deletion is
-    /// counted by reason.
-    pub fn apply_retention(
-        &mut self,
-        now: DateTime<Utc>,
-        acked_evidence: chrono::Duration,
-        max_age: chrono::Duration,
-        signer: &EvidenceSigner,
-    ) -> Result<RetentionReport, StoreError> {
-        let path = self.path.clone();
-        let sql = |op: &'static str| {
-            let path = path.clone();
-            move |source| StoreError::Sql { path, op, source }
-        };
-        let acked_cut = format_time(now - acked_evidence);
-        let age_cut = format_time(now - max_age);
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(sql("begin retention"))?;
-        let acked_evidence_deleted =
-            tx.execute(
-                "UPDATE violation SET overview_jpeg = x'', crop_jpeg = x'', evidence_dropped = ?1
-                 WHERE acked_at IS NOT NULL AND acked_at < ?2 AND evidence_dropped IS NULL",
-                params![reason::ACKED_EVIDENCE_RETENTION, acked_cut],
-            )
-            .map_err(sql("delete acknowledged evidence"))? as u64;
-        let expired: Vec<ExpiringRow> = tx
-            .prepare(
-                "SELECT id, seq, device_id, metadata, created_at, evidence_dropped FROM violation
-                 WHERE acked_at IS NULL AND created_at < ?1 AND tombstone IS NULL
-                 ORDER BY seq",
-            )
-            .and_then(|mut st| {
-                st.query_map(params![age_cut], |r| {
-                    Ok(ExpiringRow {
-                        id: r.get(0)?,
-                        seq: r.get(1)?,
-                        device_id: r.get(2)?,
-                        metadata: r.get(3)?,
-                        created_at: r.get(4)?,
-                        evidence_dropped: r.get(5)?,
-                    })
-                })?
-                .collect()
-            })
-            .map_err(sql("find expired records"))?;
-        let expired_at = format_time(now);
-        let mut unacked_records_expired = Vec::with_capacity(expired.len());
-        // Rows whose images an older build already deleted under this reason
-        // were counted then; count only what is deleted now.
-        let mut newly_counted = 0u64;
-        for row in &expired {
-            let tombstone = tombstone_of(row, &expired_at);
-            let json = serde_json::to_string(&tombstone)
-                .map_err(|source| StoreError::Serialise { source })?;
-            let signature = signer.sign(json.as_bytes());
-            tx.execute(
-                "UPDATE violation SET
-                    captured_at = '', clock_synchronised = 0, clock_max_error_us = 0,
-                    camera = '', camera_facing = '', location = '', latitude = NULL,
-                    longitude = NULL, lane = NULL, direction = 'unknown', plate_text = '',
-                    plate_confidence = 0, char_confidences = '[]', reads = 0, frames = 0,
-                    first_seen = '', last_seen = '', frame_seq = 0, model_versions = '',
-                    decision_rule = '', hit_list_version = '', exemption_list_version = '',
-                    hit_entry_id = '', overview_jpeg = x'', overview_sha256 = '',
-                    crop_jpeg = x'', crop_sha256 = '', metadata = '', last_error = NULL,
-                    record_sha256 = ?2, signature = ?3, evidence_dropped = ?4, tombstone = ?5
-                 WHERE id = ?1",
-                params![
-                    row.id,
-                    tombstone.record_sha256,
-                    signature,
-                    reason::UNACKED_EXPIRED,
-                    json
-                ],
-            )
-            .map_err(sql("replace expired record by its tombstone"))?;
-            if row.evidence_dropped.as_deref() != Some(reason::UNACKED_EXPIRED) {
-                newly_counted += 1;
-            }
-            unacked_records_expired.push(row.seq);
-        }
-        let acked_rows_deleted = tx
-            .execute(
-                "DELETE FROM violation WHERE acked_at IS NOT NULL AND created_at < ?1",
-                params![age_cut],
-            )
-            .map_err(sql("delete expired records"))? as u64;
-        count_drop(
-            &tx,
-            reason::ACKED_EVIDENCE_RETENTION,
-            acked_evidence_deleted,
-        )
-        .and_then(|_| count_drop(&tx, reason::UNACKED_EXPIRED, newly_counted))
-        .and_then(|_| count_drop(&tx, reason::ACKED_ROW_EXPIRED, acked_rows_deleted))
-        .map_err(sql("count drops"))?;
-        tx.commit().map_err(sql("commit retention"))?;
-        if !unacked_records_expired.is_empty() {
-            tracing::warn!(
-                seqs = ?unacked_records_expired,
-                reason = reason::UNACKED_EXPIRED,
-                "undelivered violations older than store.max_retention_days deleted; \
-                 signed tombstones take their place in the upload queue"
-            );
-        }
-        if unacked_records_expired.len() as u64 + acked_rows_deleted > 0 {
-            self.flush_wal();
-        }
-        Ok(RetentionReport {
-            acked_evidence_deleted,
-            unacked_records_expired,
-            acked_rows_deleted,
-        })
-    }
-
-    /// Copies the WAL into the database and empties it, so the old page images
-    /// of deleted records do not stay in the WAL file (secure_delete zeroes
-    /// them in the database itself). Best effort: while the other connection
-    /// reads, part of the WAL may stay until a later pass.
-    fn flush_wal(&self) {
-        let done = self
-            .conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-                r.get::<_, i64>(0)
-            });
-        match done {
-            Ok(0) => {}
-            Ok(_) => tracing::info!(
-                "WAL not emptied after retention (the uploader was reading); next pass retries"
-            ),
-            Err(e) => tracing::warn!(error = %e, "WAL checkpoint after retention failed"),
-        }
-    }
-
     /// Counts a failed delivery attempt and keeps its error text.
     pub fn record_attempt(&self, id: Uuid, error: &str) -> Result<(), StoreError> {
         let n = self
@@ -1356,14 +789,6 @@ impl Store {
         .transpose()
     }
 
-    /// How long the oldest unacknowledged record has waited at `now`, if any.
-    pub fn oldest_pending_age(
-        &self,
-        now: DateTime<Utc>,
-    ) -> Result<Option<chrono::Duration>, StoreError> {
-        Ok(self.oldest_pending_created_at()?.map(|t| now - t))
-    }
-
     /// Delivery state of one record, or `None` if there is no such record.
     pub fn status(&self, id: Uuid) -> Result<Option<RecordStatus>, StoreError> {
         self.conn
@@ -1386,8 +811,10 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use super::testing::{sample_context, sample_violation};
     use super::*;
+    use crate::testing::{sample_context, sample_violation};
+    use budget::RESERVE_FOR_METADATA;
+    use schema::MIGRATIONS;
 
     /// The metadata of a live pending record.
     fn meta(p: &PendingRecord) -> &RecordMetadata {
@@ -1424,12 +851,18 @@ mod tests {
     #[test]
     fn records_are_stamped_by_the_stores_clocks_and_expire_by_them() {
         let (_dir, path) = temp_db();
-        let mut s = Store::open(&path).expect("open");
         let start = DateTime::parse_from_rfc3339("2026-03-01T08:00:00Z")
             .expect("time")
             .with_timezone(&Utc);
         let clocks = Arc::new(crate::clock::SimulatedClocks::new(start));
-        s.set_clocks(clocks.clone());
+        let mut s = Store::open_with(
+            &path,
+            StoreOptions {
+                clocks: clocks.clone(),
+                ..StoreOptions::default()
+            },
+        )
+        .expect("open");
         s.record(&sample_violation("AB123C"), &sample_context())
             .expect("record");
         let first = s.pending(10).expect("pending").remove(0);
@@ -1442,7 +875,7 @@ mod tests {
                 clocks.wall(),
                 chrono::Duration::hours(72),
                 chrono::Duration::days(28),
-                &super::testing::sample_signer(),
+                &crate::testing::sample_signer(),
             )
             .expect("retention");
         assert_eq!(r.unacked_records_expired, vec![first.seq]);
@@ -1565,7 +998,7 @@ mod tests {
             s.record_attempt(missing, "x"),
             Err(StoreError::NotFound { .. })
         ));
-        assert!(s.oldest_pending_age(Utc::now()).expect("age").is_some());
+        assert!(s.oldest_pending_created_at().expect("age").is_some());
     }
 
     #[test]
@@ -1634,12 +1067,12 @@ mod tests {
             s.record(&sample_violation(&format!("CH{i}")), &sample_context())
                 .expect("record");
         }
-        let key = super::testing::sample_signer().verifying_key();
+        let key = crate::testing::sample_signer().verifying_key();
         let recs = s.pending(10).expect("pending");
         let mut prev = GENESIS_PREV.to_string();
         for r in &recs {
             let sig = r.signature.as_deref().expect("signed");
-            crate::keys::verify_record(&key, r.signed_json.as_bytes(), sig).expect("valid");
+            anpr_wire::chain::verify_record(&key, r.signed_json.as_bytes(), sig).expect("valid");
             assert_eq!(meta(r).prev_record_sha256.as_deref(), Some(prev.as_str()));
             assert_eq!(meta(r).chain_id.as_deref(), Some(s.chain_id()));
             assert_eq!(meta(r).format, METADATA_FORMAT);
@@ -1712,7 +1145,7 @@ mod tests {
                 Utc::now(),
                 chrono::Duration::hours(1),
                 chrono::Duration::days(30),
-                &super::testing::sample_signer(),
+                &crate::testing::sample_signer(),
             )
             .expect("retention");
         assert_eq!(r.unacked_records_expired, vec![1]);
@@ -1733,7 +1166,7 @@ mod tests {
     }
 
     fn big(i: u64) -> Violation {
-        super::testing::sized_violation(&format!("BIG{i}"), 160, 120, i)
+        crate::testing::sized_violation(&format!("BIG{i}"), 160, 120, i)
     }
 
     /// A store holding four large records, whose budget leaves no room for a fifth.
@@ -1744,11 +1177,20 @@ mod tests {
             s.record(&big(i), &sample_context()).expect("record");
         }
         let used = s.used_bytes().expect("used");
+        drop(s);
         // Room for no more images, but for records without them.
-        s.set_limits(StoreLimits {
+        let limits = StoreLimits {
             max_bytes: (used + 8 * 1024) * RESERVE_FOR_METADATA / (RESERVE_FOR_METADATA - 1),
             policy,
-        });
+        };
+        let s = Store::open_with(
+            &path,
+            StoreOptions {
+                limits,
+                ..StoreOptions::default()
+            },
+        )
+        .expect("reopen");
         (dir, s)
     }
 
@@ -1768,8 +1210,8 @@ mod tests {
             Some(reason::NEW_EVIDENCE_BUDGET)
         );
         assert_eq!(meta(&p).overview_sha256.len(), 64, "the hashes are kept");
-        let key = super::testing::sample_signer().verifying_key();
-        crate::keys::verify_record(&key, p.signed_json.as_bytes(), &p.signature.expect("sig"))
+        let key = crate::testing::sample_signer().verifying_key();
+        anpr_wire::chain::verify_record(&key, p.signed_json.as_bytes(), &p.signature.expect("sig"))
             .expect("still signed");
 
         // Delivered records make room before anything else is dropped.
@@ -1842,7 +1284,7 @@ mod tests {
         s.mark_acked(ids[0].id, now).expect("ack");
         let hour = chrono::Duration::hours(1);
         let days = chrono::Duration::days;
-        let signer = super::testing::sample_signer();
+        let signer = crate::testing::sample_signer();
         // Ten days on: the delivered record's images go, the rest stays.
         let r = s
             .apply_retention(now + days(10), hour, days(30), &signer)
@@ -1926,7 +1368,7 @@ mod tests {
         backdate(&s, 2, now, days(40));
         s.mark_acked(before[3].id, now - days(20)).expect("ack");
         backdate(&s, 4, now, days(25));
-        let signer = super::testing::sample_signer();
+        let signer = crate::testing::sample_signer();
         let r = s
             .apply_retention(now, chrono::Duration::hours(72), days(30), &signer)
             .expect("retention");
@@ -1962,7 +1404,7 @@ mod tests {
         assert!(!after[1].signed_json.contains("GONE2B"));
         let sig = after[1].signature.as_deref().expect("signed");
         assert_ne!(Some(sig), before[1].signature.as_deref());
-        crate::keys::verify_record(
+        anpr_wire::chain::verify_record(
             &signer.verifying_key(),
             after[1].signed_json.as_bytes(),
             sig,
@@ -2017,7 +1459,7 @@ mod tests {
                 Utc::now() + chrono::Duration::days(40),
                 chrono::Duration::hours(1),
                 chrono::Duration::days(30),
-                &super::testing::sample_signer(),
+                &crate::testing::sample_signer(),
             )
             .expect("retention");
         assert_eq!(r.unacked_records_expired, vec![1]);
@@ -2037,7 +1479,7 @@ mod tests {
                 Utc::now() + chrono::Duration::days(2),
                 chrono::Duration::hours(1),
                 chrono::Duration::days(1),
-                &super::testing::sample_signer(),
+                &crate::testing::sample_signer(),
             )
             .expect("retention");
         assert_eq!(r.acked_rows_deleted, 1);
@@ -2065,7 +1507,7 @@ mod tests {
             *b = 0xA5;
         }
         std::fs::write(&path, &bytes).expect("write");
-        let (mut s, moved) = Store::open_checked(&path).expect("recovers");
+        let (mut s, moved) = Store::open_checked(&path, StoreOptions::default()).expect("recovers");
         let moved = moved.expect("moved aside");
         assert!(moved.to.exists(), "{moved:?}");
         assert!(moved.to.display().to_string().contains(".damaged-"));
@@ -2076,7 +1518,7 @@ mod tests {
         assert_eq!(id.seq, 1);
         // A healthy database is left where it is.
         drop(s);
-        let (_s, moved) = Store::open_checked(&path).expect("open");
+        let (_s, moved) = Store::open_checked(&path, StoreOptions::default()).expect("open");
         assert_eq!(moved, None);
         // So is one from a newer build.
         let (_d2, p2) = temp_db();
@@ -2087,7 +1529,7 @@ mod tests {
                 .expect("bump");
         }
         assert!(matches!(
-            Store::open_checked(&p2),
+            Store::open_checked(&p2, StoreOptions::default()),
             Err(StoreError::NewerSchema { .. })
         ));
         assert!(p2.exists());

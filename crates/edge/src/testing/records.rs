@@ -10,22 +10,23 @@ use chrono::{DateTime, TimeZone, Utc};
 use image::{Rgb, RgbImage};
 
 use crate::clock::SyncState;
-use crate::message::{BestFrame, BoxF, Decision, Direction, Instant2, Passage, Violation};
+use crate::clock::Timestamp;
+use crate::message::{BestFrame, BoxF, Decision, Direction, Passage, PlateText, Violation};
 
-use super::RecordContext;
 use crate::keys::EvidenceSigner;
+use crate::store::RecordContext;
 
 /// The fixed evidence key of test devices; tests give the receiver its public half.
 pub fn sample_signer() -> EvidenceSigner {
     EvidenceSigner::from_seed([7; 32])
 }
 
-fn at(ms: i64) -> Instant2 {
+fn at(ms: i64) -> Timestamp {
     let base: DateTime<Utc> = Utc
         .with_ymd_and_hms(2027, 1, 4, 7, 0, 0)
         .single()
         .unwrap_or_default();
-    Instant2 {
+    Timestamp {
         mono: Duration::from_millis(ms.max(0) as u64),
         wall: base + chrono::Duration::milliseconds(ms),
         sync: SyncState {
@@ -71,10 +72,12 @@ pub fn sample_violation(text: &str) -> Violation {
             last_seen: at(900),
             frames: 9,
             reads: 7,
-            text: text.to_string(),
-            char_confidences: vec![0.97; n],
-            confidence: 0.95,
-            country: Some("NL".into()),
+            plate: PlateText {
+                text: text.to_string(),
+                char_confidences: vec![0.97; n],
+                confidence: 0.95,
+                country: Some("NL"),
+            },
             alternatives: vec![],
             direction: Direction::Towards,
             lane: None,

@@ -19,20 +19,19 @@
 //! Per camera, an optional region of interest drops plates centred outside
 //! it, and optional lanes give each passage the lane holding its best plate.
 
+pub mod stage;
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::clock::Timestamp;
 use crate::config::{CameraConfig, TrackConfig};
-use crate::message::{BestFrame, BoxF, Direction, Instant2, Passage, PlateRead, ReadFrame};
+use crate::message::{BestFrame, BoxF, Direction, Passage, PlateRead, PlateText, ReadFrame};
 
 struct TrackRead {
-    text: String,
-    char_confidences: Vec<f32>,
-    confidence: f32,
-    country: Option<&'static str>,
+    plate: PlateText,
     /// The plate box's width and centre height, for the direction of travel.
     width: f32,
     y: f32,
@@ -40,8 +39,8 @@ struct TrackRead {
 
 struct Track {
     camera: Arc<str>,
-    first_seen: Instant2,
-    last_seen: Instant2,
+    first_seen: Timestamp,
+    last_seen: Timestamp,
     last_frame_seq: u64,
     frames: u32,
     reads: Vec<TrackRead>,
@@ -173,14 +172,14 @@ fn affinity(track: &Track, predicted: &BoxF, read: &PlateRead) -> Option<f32> {
     // Where one vehicle leaves the view and the next enters at the same spot
     // moments later, position alone would join them: two confident reads of
     // clearly different plates never belong to one vehicle.
-    if read.confidence >= CONFIDENT_READ
+    if read.plate.confidence >= CONFIDENT_READ
         && track.lead_confidence >= CONFIDENT_READ
-        && strsim::levenshtein(&track.lead_text, &read.text) > MAX_TEXT_DISTANCE
+        && strsim::levenshtein(&track.lead_text, &read.plate.text) > MAX_TEXT_DISTANCE
     {
         return None;
     }
     // The text breaks ties between neighbours.
-    let same_text = track.texts.contains(&read.text);
+    let same_text = track.texts.contains(&read.plate.text);
     Some(iou + (2.0 - dist).max(0.0) + if same_text { 1.0 } else { 0.0 })
 }
 
@@ -188,7 +187,7 @@ fn evidence_score(read: &PlateRead) -> f32 {
     // Prefer a confident read of a large, sharp plate: the officer must read
     // it too. Crops all have the reader's height, so their sharpness compares
     // across frames; a blurred frame of a larger plate may still win.
-    read.confidence
+    read.plate.confidence
         * read.detection.bbox.width().max(1.0).sqrt()
         * (1.0 + sharpness(&read.crop)).sqrt()
 }
@@ -318,10 +317,7 @@ impl Tracker {
                 crop: read.crop.clone(),
             };
             let tr = TrackRead {
-                text: read.text.clone(),
-                char_confidences: read.char_confidences.clone(),
-                confidence: read.confidence,
-                country: read.country,
+                plate: read.plate.clone(),
                 width: b.width(),
                 y: b.center().1,
             };
@@ -347,12 +343,12 @@ impl Tracker {
                         t.last_frame_seq = frame.frame.seq;
                     }
                     t.last_box = b;
-                    if read.confidence > t.lead_confidence {
-                        t.lead_confidence = read.confidence;
-                        t.lead_text = read.text.clone();
+                    if read.plate.confidence > t.lead_confidence {
+                        t.lead_confidence = read.plate.confidence;
+                        t.lead_text = read.plate.text.clone();
                     }
-                    if !t.texts.contains(&read.text) {
-                        t.texts.push(read.text.clone());
+                    if !t.texts.contains(&read.plate.text) {
+                        t.texts.push(read.plate.text.clone());
                     }
                     t.reads.push(tr);
                     let score = evidence_score(read);
@@ -372,9 +368,9 @@ impl Tracker {
                     velocity: (0.0, 0.0),
                     best: best_here,
                     best_score: evidence_score(read),
-                    lead_text: read.text.clone(),
-                    lead_confidence: read.confidence,
-                    texts: vec![read.text.clone()],
+                    lead_text: read.plate.text.clone(),
+                    lead_confidence: read.plate.confidence,
+                    texts: vec![read.plate.text.clone()],
                 }),
             }
         }
@@ -474,15 +470,15 @@ impl Tracker {
         let settings = self.settings(&t.camera);
         let reads = t.reads.len() as u32;
         let mut passage = into_passage(t)?;
-        let enough =
-            reads >= settings.min_reads || passage.confidence >= self.short_track_min_confidence;
+        let enough = reads >= settings.min_reads
+            || passage.plate.confidence >= self.short_track_min_confidence;
         passage.lane = settings.lane_of(&passage.best.plate_box);
         if self.merge_window.is_zero() {
             return enough.then_some(passage);
         }
-        let digest = self.digest_key.hash_one(passage.text.as_str());
+        let digest = self.digest_key.hash_one(passage.plate.text.as_str());
         let window = self.merge_window;
-        let sure = passage.confidence >= self.sure_confidence;
+        let sure = passage.plate.confidence >= self.sure_confidence;
         let recent = self.recent.entry(passage.camera.clone()).or_default();
         if let Some(r) = recent.get_mut(&digest) {
             if passage.first_seen.mono.saturating_sub(r.seen) <= window {
@@ -527,10 +523,10 @@ impl Tracker {
 fn into_passage(t: Track) -> Option<Passage> {
     let mut by_length: Vec<(usize, f32)> = Vec::new();
     for r in &t.reads {
-        let n = r.text.chars().count();
+        let n = r.plate.text.chars().count();
         match by_length.iter_mut().find(|l| l.0 == n) {
-            Some(l) => l.1 += r.confidence,
-            None => by_length.push((n, r.confidence)),
+            Some(l) => l.1 += r.plate.confidence,
+            None => by_length.push((n, r.plate.confidence)),
         }
     }
     by_length.sort_by(|a, b| b.1.total_cmp(&a.1).then(b.0.cmp(&a.0)));
@@ -539,7 +535,7 @@ fn into_passage(t: Track) -> Option<Passage> {
     let same_length: Vec<&TrackRead> = t
         .reads
         .iter()
-        .filter(|r| r.text.chars().count() == length)
+        .filter(|r| r.plate.text.chars().count() == length)
         .collect();
     let mut text = String::with_capacity(length);
     let mut char_confidences = Vec::with_capacity(length);
@@ -547,8 +543,13 @@ fn into_passage(t: Track) -> Option<Passage> {
         // (character, summed confidence, summed squared confidence)
         let mut tally: Vec<(char, f32, f32)> = Vec::new();
         for r in &same_length {
-            let c = r.text.chars().nth(pos)?;
-            let conf = r.char_confidences.get(pos).copied().unwrap_or(r.confidence);
+            let c = r.plate.text.chars().nth(pos)?;
+            let conf = r
+                .plate
+                .char_confidences
+                .get(pos)
+                .copied()
+                .unwrap_or(r.plate.confidence);
             match tally.iter_mut().find(|x| x.0 == c) {
                 Some(x) => {
                     x.1 += conf;
@@ -570,10 +571,10 @@ fn into_passage(t: Track) -> Option<Passage> {
         0.0
     };
     let mut alternatives: Vec<(String, f32)> = Vec::new();
-    for r in t.reads.iter().filter(|r| r.text != text) {
-        match alternatives.iter_mut().find(|a| a.0 == r.text) {
-            Some(a) => a.1 += r.confidence,
-            None => alternatives.push((r.text.clone(), r.confidence)),
+    for r in t.reads.iter().filter(|r| r.plate.text != text) {
+        match alternatives.iter_mut().find(|a| a.0 == r.plate.text) {
+            Some(a) => a.1 += r.plate.confidence,
+            None => alternatives.push((r.plate.text.clone(), r.plate.confidence)),
         }
     }
     alternatives.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
@@ -585,10 +586,12 @@ fn into_passage(t: Track) -> Option<Passage> {
         last_seen: t.last_seen,
         frames: t.frames,
         reads: t.reads.len() as u32,
-        text,
-        char_confidences,
-        confidence,
-        country,
+        plate: PlateText {
+            text,
+            char_confidences,
+            confidence,
+            country,
+        },
         alternatives,
         direction,
         lane: None,
@@ -598,12 +601,12 @@ fn into_passage(t: Track) -> Option<Passage> {
 
 /// The country most of the reads of the chosen text were recognised as; a
 /// read of another text says nothing about this plate's country.
-fn country_of(reads: &[TrackRead], text: &str) -> Option<String> {
+fn country_of(reads: &[TrackRead], text: &str) -> Option<&'static str> {
     let mut votes: Vec<(&'static str, usize)> = Vec::new();
     for c in reads
         .iter()
-        .filter(|r| r.text == text)
-        .filter_map(|r| r.country)
+        .filter(|r| r.plate.text == text)
+        .filter_map(|r| r.plate.country)
     {
         match votes.iter_mut().find(|v| v.0 == c) {
             Some(v) => v.1 += 1,
@@ -611,7 +614,7 @@ fn country_of(reads: &[TrackRead], text: &str) -> Option<String> {
         }
     }
     votes.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    votes.first().map(|v| v.0.to_string())
+    votes.first().map(|v| v.0)
 }
 
 /// The way a plate travelled, from its reads in time order: a plate that
@@ -654,8 +657,8 @@ mod tests {
     use crate::message::{Detection, Frame};
     use image::RgbImage;
 
-    fn at(ms: u64) -> Instant2 {
-        Instant2 {
+    fn at(ms: u64) -> Timestamp {
+        Timestamp {
             mono: Duration::from_millis(ms),
             wall: chrono::DateTime::from_timestamp(1_800_000_000, 0).expect("valid")
                 + chrono::Duration::milliseconds(ms as i64),
@@ -684,10 +687,12 @@ mod tests {
                 ],
                 score: 0.5,
             },
-            text: text.into(),
-            char_confidences: vec![conf; text.len()],
-            confidence: conf,
-            country: None,
+            plate: PlateText {
+                text: text.into(),
+                char_confidences: vec![conf; text.len()],
+                confidence: conf,
+                country: None,
+            },
             crop: Arc::new(RgbImage::new(1, 1)),
         }
     }
@@ -736,11 +741,15 @@ mod tests {
         out.extend(t.tick(Duration::from_millis(700 + 1001)));
         assert_eq!(out.len(), 1);
         let p = &out[0];
-        assert_eq!(p.text, "VBX12P");
+        assert_eq!(p.plate.text, "VBX12P");
         assert_eq!((p.reads, p.frames), (8, 8));
         assert_eq!(p.alternatives.len(), 1);
         assert_eq!(p.direction, Direction::Towards);
-        assert!(p.confidence < 0.9 && p.confidence > 0.6, "{}", p.confidence);
+        assert!(
+            p.plate.confidence < 0.9 && p.plate.confidence > 0.6,
+            "{}",
+            p.plate.confidence
+        );
         assert_eq!(p.first_seen.mono, Duration::ZERO);
         assert_eq!(p.last_seen.mono, Duration::from_millis(700));
         assert_eq!(p.best.frame_seq, 7, "largest plate at equal confidence");
@@ -749,9 +758,10 @@ mod tests {
     #[test]
     fn the_passage_takes_the_country_of_the_reads_of_its_text() {
         let mut t = Tracker::new(&cfg());
-        let with = |text: &str, country| PlateRead {
-            country,
-            ..read(text, 100.0, 150.0, 0.9)
+        let with = |text: &str, country| {
+            let mut r = read(text, 100.0, 150.0, 0.9);
+            r.plate.country = country;
+            r
         };
         let reads = [
             with("VBX12P", Some("NL")),
@@ -766,8 +776,8 @@ mod tests {
             t.push(&frame("a", i as u64, i as u64 * 100, vec![r]));
         }
         let p = t.flush().pop().expect("one passage");
-        assert_eq!(p.text, "VBX12P");
-        assert_eq!(p.country.as_deref(), Some("NL"));
+        assert_eq!(p.plate.text, "VBX12P");
+        assert_eq!(p.plate.country, Some("NL"));
 
         let mut t = Tracker::new(&cfg());
         for i in 0..3u64 {
@@ -779,7 +789,7 @@ mod tests {
             ));
         }
         let p = t.flush().pop().expect("one passage");
-        assert_eq!(p.country, None, "no read named a country");
+        assert_eq!(p.plate.country, None, "no read named a country");
     }
 
     #[test]
@@ -794,7 +804,7 @@ mod tests {
             ));
         }
         let p = t.flush().pop().expect("one passage");
-        assert_eq!(p.text, "VBX12P");
+        assert_eq!(p.plate.text, "VBX12P");
         assert_eq!(
             p.alternatives.len(),
             4,
@@ -804,9 +814,9 @@ mod tests {
         // one read in four had another length.
         let expected = (2.0 * 0.9 / 3.0) * (2.7 / 3.6);
         assert!(
-            (p.confidence - expected).abs() < 1e-4,
+            (p.plate.confidence - expected).abs() < 1e-4,
             "{} vs {expected}",
-            p.confidence
+            p.plate.confidence
         );
     }
 
@@ -826,8 +836,8 @@ mod tests {
             ));
         }
         let mut out = t.flush();
-        out.sort_by(|a, b| a.text.cmp(&b.text));
-        let texts: Vec<&str> = out.iter().map(|p| p.text.as_str()).collect();
+        out.sort_by(|a, b| a.plate.text.cmp(&b.plate.text));
+        let texts: Vec<&str> = out.iter().map(|p| p.plate.text.as_str()).collect();
         assert_eq!(texts, ["AAA11B", "ZZ999X"]);
         assert!(out
             .iter()
@@ -856,8 +866,8 @@ mod tests {
             ));
         }
         let mut out = t.flush();
-        out.sort_by(|a, b| a.text.cmp(&b.text));
-        let texts: Vec<&str> = out.iter().map(|p| p.text.as_str()).collect();
+        out.sort_by(|a, b| a.plate.text.cmp(&b.plate.text));
+        let texts: Vec<&str> = out.iter().map(|p| p.plate.text.as_str()).collect();
         assert_eq!(texts, ["3TKF88", "52RNX7"]);
         assert!(out
             .iter()
@@ -879,7 +889,7 @@ mod tests {
         ));
         let out = t.tick(Duration::from_secs(10));
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0].text, "BBB22C");
+        assert_eq!(out[0].plate.text, "BBB22C");
         assert_eq!(out[0].reads, 1);
         // Set to 1.0, a track short of `min_reads` needs certain reads.
         let mut strict = cfg();
@@ -907,7 +917,7 @@ mod tests {
         // A frame of camera b far later closes b's track only.
         let out = t.push(&frame("b", 2, 5000, vec![]));
         assert_eq!(out.len(), 1);
-        assert_eq!(out[0].text, "BBB22C");
+        assert_eq!(out[0].plate.text, "BBB22C");
         assert_eq!(t.open_tracks(), 1);
         let out = t.tick(Duration::from_millis(1101));
         assert_eq!(out.len(), 1);
@@ -1017,13 +1027,13 @@ mod tests {
             assert!(
                 waited <= Duration::from_millis(1100),
                 "{} held {waited:?}",
-                p.text
+                p.plate.text
             );
         }
         let vans: Vec<&Passage> = out
             .iter()
             .map(|(p, _)| p)
-            .filter(|p| p.text == "VAN01X")
+            .filter(|p| p.plate.text == "VAN01X")
             .collect();
         assert_eq!(vans.len(), 2, "one passage per visit");
         assert_eq!(vans[0].first_seen.mono, Duration::from_secs(600));
@@ -1132,7 +1142,7 @@ mod tests {
         burst(&mut t, 20_000, 0.9);
         burst(&mut t, 40_000, 0.95);
         out.extend(t.flush());
-        let confs: Vec<f32> = out.iter().map(|p| p.confidence).collect();
+        let confs: Vec<f32> = out.iter().map(|p| p.plate.confidence).collect();
         assert_eq!(confs.len(), 2, "the third is a duplicate of a sure one");
         assert!(
             (confs[0] - 0.6).abs() < 1e-5 && (confs[1] - 0.9).abs() < 1e-5,
@@ -1199,10 +1209,10 @@ mod tests {
             ));
         }
         let mut out = t.flush();
-        out.sort_by(|a, b| a.text.cmp(&b.text));
+        out.sort_by(|a, b| a.plate.text.cmp(&b.plate.text));
         let got: Vec<(&str, u32, usize)> = out
             .iter()
-            .map(|p| (p.text.as_str(), p.reads, p.alternatives.len()))
+            .map(|p| (p.plate.text.as_str(), p.reads, p.alternatives.len()))
             .collect();
         assert_eq!(got, [("AB12CD", 30, 1), ("XY34ZZ", 30, 1)]);
         assert_eq!(out[0].alternatives[0].0, "AB12C0");
@@ -1258,7 +1268,7 @@ mod tests {
             ));
         }
         let p = t.flush().pop().expect("one passage");
-        assert_eq!(p.text, "52RNXB");
+        assert_eq!(p.plate.text, "52RNXB");
         assert_eq!((p.reads, p.frames), (10, 10));
         // Each read gives every character its plate confidence, and weighs
         // as much: agreeing positions are the weighted mean of all ten
@@ -1267,10 +1277,10 @@ mod tests {
         let agree = (7.0 * 0.81 + 3.0 * 0.36) / weight;
         let last = 7.0 * 0.81 / weight;
         let want = [agree, agree, agree, agree, agree, last];
-        for (got, want) in p.char_confidences.iter().zip(want) {
-            assert!((got - want).abs() < 1e-5, "{:?}", p.char_confidences);
+        for (got, want) in p.plate.char_confidences.iter().zip(want) {
+            assert!((got - want).abs() < 1e-5, "{:?}", p.plate.char_confidences);
         }
-        assert!((p.confidence - last).abs() < 1e-5);
+        assert!((p.plate.confidence - last).abs() < 1e-5);
         assert_eq!(p.alternatives.len(), 1);
         assert_eq!(p.alternatives[0].0, "52RNX8");
         assert!((p.alternatives[0].1 - 1.8).abs() < 1e-5);
@@ -1303,7 +1313,10 @@ mod tests {
         }
         let mut out = t.flush();
         out.sort_by(|a, b| a.camera.cmp(&b.camera));
-        let got: Vec<(&str, &str)> = out.iter().map(|p| (&*p.camera, p.text.as_str())).collect();
+        let got: Vec<(&str, &str)> = out
+            .iter()
+            .map(|p| (&*p.camera, p.plate.text.as_str()))
+            .collect();
         assert_eq!(got, [("a", "AAA11B"), ("b", "ZZ999X")]);
     }
 

@@ -7,9 +7,7 @@
 //! [`MAX_ACK_BODY`] bytes of an answer.
 
 use std::future::Future;
-use std::path::Path;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, RETRY_AFTER};
@@ -20,12 +18,10 @@ use crate::config::UploadConfig;
 use crate::store::PendingRecord;
 
 use super::{Ack, Backend, UploadError};
+use crate::net::{error_chain, pinned_client_with_identity, sanitise};
 
 /// Largest acknowledgement body read; a longer one is an error, not an ack.
 pub const MAX_ACK_BODY: usize = 64 * 1024;
-
-/// Characters of an unexpected body quoted in an error.
-const SNIPPET_CHARS: usize = 160;
 
 /// Longest `Retry-After` taken at face value; a larger one is capped, so a
 /// misconfigured backend cannot park a controller for days.
@@ -37,110 +33,6 @@ pub struct HttpsBackend {
     endpoint: String,
     batch_endpoint: String,
     timeout: Duration,
-}
-
-/// The client certificate chain and key for mutual TLS.
-fn load_identity(
-    cert: &Path,
-    key: &Path,
-) -> Result<
-    (
-        Vec<rustls::pki_types::CertificateDer<'static>>,
-        rustls::pki_types::PrivateKeyDer<'static>,
-    ),
-    UploadError,
-> {
-    let err = |path: &Path, reason: String| UploadError::ClientCert {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let cert_pem = std::fs::read(cert).map_err(|e| err(cert, e.to_string()))?;
-    let certs = rustls_pemfile::certs(&mut cert_pem.as_slice())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| err(cert, format!("not valid PEM: {e}")))?;
-    if certs.is_empty() {
-        return Err(err(cert, "no CERTIFICATE block found".into()));
-    }
-    let key_pem = std::fs::read(key).map_err(|e| err(key, e.to_string()))?;
-    let key_der = rustls_pemfile::private_key(&mut key_pem.as_slice())
-        .map_err(|e| err(key, format!("not valid PEM: {e}")))?
-        .ok_or_else(|| err(key, "no PRIVATE KEY block found".into()))?;
-    Ok((certs, key_der))
-}
-
-fn load_roots(ca_cert: &Path) -> Result<rustls::RootCertStore, UploadError> {
-    let err = |reason: String| UploadError::CaCert {
-        path: ca_cert.to_path_buf(),
-        reason,
-    };
-    let pem = std::fs::read(ca_cert).map_err(|e| err(e.to_string()))?;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-        let cert = cert.map_err(|e| err(format!("not valid PEM: {e}")))?;
-        roots
-            .add(cert)
-            .map_err(|e| err(format!("not a usable CA certificate: {e}")))?;
-    }
-    if roots.is_empty() {
-        return Err(err("no CERTIFICATE block found".into()));
-    }
-    Ok(roots)
-}
-
-/// A client that trusts only the CA in `ca_cert` (never the system roots),
-/// never follows redirects, uses no proxy, speaks HTTP/1.1 and gives up after
-/// `timeout`. Refuses `http://` URLs unless `allow_plain_http`. Shared by the
-/// uploader and the list fetcher.
-pub fn pinned_client(
-    ca_cert: &Path,
-    timeout: Duration,
-    allow_plain_http: bool,
-) -> Result<reqwest::Client, UploadError> {
-    pinned_client_with_identity(ca_cert, None, timeout, allow_plain_http)
-}
-
-/// [`pinned_client`] that also presents `identity` (certificate, key: PEM
-/// files) when the server asks for a client certificate.
-pub fn pinned_client_with_identity(
-    ca_cert: &Path,
-    identity: Option<(&Path, &Path)>,
-    timeout: Duration,
-    allow_plain_http: bool,
-) -> Result<reqwest::Client, UploadError> {
-    let roots = load_roots(ca_cert)?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| UploadError::Client {
-            reason: e.to_string(),
-        })?
-        .with_root_certificates(roots);
-    let mut tls = match identity {
-        Some((cert, key)) => {
-            let (certs, key_der) = load_identity(cert, key)?;
-            builder
-                .with_client_auth_cert(certs, key_der)
-                .map_err(|e| UploadError::ClientCert {
-                    path: cert.to_path_buf(),
-                    reason: e.to_string(),
-                })?
-        }
-        None => builder.with_no_client_auth(),
-    };
-    // reqwest is built here with HTTP/1.1 only.
-    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-    reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
-        .tls_built_in_root_certs(false)
-        .redirect(reqwest::redirect::Policy::none())
-        .https_only(!allow_plain_http)
-        .no_proxy()
-        .connect_timeout(timeout)
-        .timeout(timeout)
-        .build()
-        .map_err(|e| UploadError::Client {
-            reason: error_chain(&e),
-        })
 }
 
 impl HttpsBackend {
@@ -251,7 +143,7 @@ impl Backend for HttpsBackend {
 /// batch): `metadata`, `signature` and the images or `evidence_dropped`; for a
 /// record that expired undelivered, `tombstone` and `signature` only.
 fn add_parts(form: Form, rec: &PendingRecord, suffix: &str) -> Result<Form, UploadError> {
-    let part_err = |e: reqwest::Error| UploadError::Client {
+    let part_err = |e: reqwest::Error| UploadError::Request {
         reason: error_chain(&e),
     };
     let json_part = if rec.tombstone().is_some() {
@@ -439,36 +331,6 @@ async fn read_limited(resp: &mut reqwest::Response) -> Result<Option<Vec<u8>>, r
     Ok(Some(body))
 }
 
-/// A short, single-line, printable quote of untrusted bytes for an error message.
-pub(crate) fn sanitise(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(bytes);
-    let mut out: String = text
-        .chars()
-        .take(SNIPPET_CHARS)
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if text.chars().count() > SNIPPET_CHARS {
-        out.push('…');
-    }
-    out
-}
-
-/// An error with its causes, e.g. "error sending request: ...: invalid peer
-/// certificate: UnknownIssuer"; reqwest's own message alone hides the TLS cause.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let msg = s.to_string();
-        if !out.contains(&msg) {
-            out.push_str(": ");
-            out.push_str(&msg);
-        }
-        cur = s.source();
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -505,7 +367,10 @@ mod tests {
         let err = HttpsBackend::new(&cfg("https://localhost", &ca, false))
             .err()
             .expect("error");
-        assert!(matches!(err, UploadError::CaCert { .. }), "{err}");
+        assert!(
+            matches!(err, UploadError::Net(crate::net::NetError::CaCert { .. })),
+            "{err}"
+        );
     }
 
     #[test]
@@ -522,8 +387,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut s = crate::store::Store::open(&dir.path().join("a.sqlite")).expect("open");
         s.record(
-            &crate::store::testing::sample_violation("AB12CD"),
-            &crate::store::testing::sample_context(),
+            &crate::testing::sample_violation("AB12CD"),
+            &crate::testing::sample_context(),
         )
         .expect("record");
         s.pending(1).expect("pending").remove(0)
@@ -589,7 +454,7 @@ mod tests {
     #[test]
     fn snippets_are_short_and_single_line() {
         let s = sanitise(&[b'a'; 1000]);
-        assert!(s.chars().count() <= SNIPPET_CHARS + 1);
+        assert!(s.chars().count() <= crate::net::SNIPPET_CHARS + 1);
         assert_eq!(sanitise(b"a\nb\x1b[31m"), "a b [31m");
     }
 

@@ -6,7 +6,18 @@ use std::sync::Mutex as StdMutex;
 use tokio::time::Instant;
 
 use super::*;
-use crate::store::testing::{sample_context, sample_violation};
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+use crate::store::{PendingRecord, Store};
+use crate::testing::{sample_context, sample_violation};
 
 /// What the fake does with a delivery.
 enum Mode {
@@ -81,6 +92,7 @@ fn params() -> UploaderParams {
         backoff_initial: Duration::from_millis(500),
         backoff_max: Duration::from_secs(300),
         idle_poll: Duration::from_secs(60),
+        clocks: Arc::new(crate::clock::RealClocks::new()),
     }
 }
 
@@ -242,22 +254,28 @@ async fn new_record_is_sent_after_wake_and_shutdown_is_prompt() {
 #[tokio::test(start_paused = true)]
 async fn a_week_offline_while_violations_keep_coming_stays_in_budget_then_delivers_in_order() {
     use crate::config::BudgetPolicy;
-    use crate::store::{reason, StoreLimits};
+    use crate::store::{reason, StoreLimits, StoreOptions};
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("anpr.sqlite");
-    let mut writer = Store::open(&path).expect("open");
     let budget = 3_000_000;
-    writer.set_limits(StoreLimits {
-        max_bytes: budget,
-        policy: BudgetPolicy::DropNewEvidence,
-    });
+    let mut writer = Store::open_with(
+        &path,
+        StoreOptions {
+            limits: StoreLimits {
+                max_bytes: budget,
+                policy: BudgetPolicy::DropNewEvidence,
+            },
+            ..StoreOptions::default()
+        },
+    )
+    .expect("open");
     let week = Duration::from_secs(7 * 24 * 3600);
     let fake = Fake::new(Mode::OfflineUntil(Instant::now() + week));
     let run = spawn(&path, fake.clone());
     // One violation an hour for the whole week, each with a ~50 KB overview.
     let hours = 7 * 24;
     for h in 0..hours {
-        let v = crate::store::testing::sized_violation(&format!("WK{h:03}"), 160, 120, h);
+        let v = crate::testing::sized_violation(&format!("WK{h:03}"), 160, 120, h);
         writer.record(&v, &sample_context()).expect("recorded");
         let used = writer.used_bytes().expect("used");
         assert!(used <= budget, "hour {h}: {used} bytes over the budget");

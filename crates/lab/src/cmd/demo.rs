@@ -1,8 +1,8 @@
-//! `anpr-edge demo`: the whole pipeline on this machine, no hardware.
+//! `anpr-lab demo`: the whole pipeline on this machine, no hardware.
 //!
 //! Renders a street scene with Dutch plates, runs it through the real pipeline
 //! with the real models and uploads the violations over TLS to the reference
-//! receiver (see `anpr_edge::demo`), then prints what happened.
+//! receiver (see `anpr_lab::demo`), then prints what happened.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
-use anpr_edge::demo::{self, DemoOptions};
-use anpr_edge::synth::Scenario;
+use anpr_lab::demo::{self, DemoOptions};
+use anpr_lab::synth::Scenario;
 
 #[derive(clap::Args)]
 pub struct DemoArgs {

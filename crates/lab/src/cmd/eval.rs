@@ -1,7 +1,7 @@
-//! `anpr-edge eval`: accuracy, error rates and speed on a labelled data set.
+//! `anpr-lab eval`: accuracy, error rates and speed on a labelled data set.
 //!
 //! Loads the detector and reader (from `--config`, or the defaults), hands
-//! them to [`anpr_edge::eval::evaluate`] and prints its report; optionally
+//! them to [`anpr_lab::eval::evaluate`] and prints its report; optionally
 //! writes the per-image CSV and the crops that were read wrong. With `--clips`
 //! it plays labelled MJPG AVI clips through the tracker instead (passages per clip).
 
@@ -12,8 +12,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use anpr_edge::config::Config;
-use anpr_edge::eval::{self, EvalOptions, EvalSettings};
 use anpr_edge::pipeline;
+use anpr_lab::eval::{self, EvalOptions, EvalSettings};
 
 #[derive(clap::Args)]
 pub struct EvalArgs {

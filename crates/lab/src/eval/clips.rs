@@ -13,12 +13,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::capture::avi::{Avi, AviError};
-use crate::clock::SyncState;
-use crate::detect::PlateDetector;
-use crate::message::{Direction, Instant2};
-use crate::read::PlateReader;
-use crate::track::Tracker;
+use anpr_edge::capture::avi::{Avi, AviError};
+use anpr_edge::clock::SyncState;
+use anpr_edge::clock::Timestamp;
+use anpr_edge::detect::PlateDetector;
+use anpr_edge::message::Direction;
+use anpr_edge::read::PlateReader;
+use anpr_edge::track::Tracker;
 
 use super::{assign_passages, run_rgb, EvalError, EvalSettings, CLIP_FPS};
 
@@ -206,9 +207,9 @@ impl fmt::Display for ClipReport {
 
 /// Frame `n` at `n` times the clip's frame interval, on a fixed, synchronised
 /// wall clock (the tracker needs times, not the real ones).
-pub(crate) fn frame_instant(n: usize, interval: Duration) -> Instant2 {
+pub(crate) fn frame_instant(n: usize, interval: Duration) -> Timestamp {
     let mono = interval * n as u32;
-    Instant2 {
+    Timestamp {
         mono,
         wall: chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap_or_default()
             + chrono::Duration::from_std(mono).unwrap_or_default(),
@@ -264,7 +265,7 @@ pub fn evaluate_clips(
             plates: row.plates.clone(),
             passages: passages
                 .iter()
-                .map(|p| (p.text.clone(), p.confidence, p.direction))
+                .map(|p| (p.plate.text.clone(), p.plate.confidence, p.direction))
                 .collect(),
             frames: avi.len(),
         });

@@ -6,7 +6,7 @@
 //! image and scores what the pipeline would emit:
 //!
 //! * a single image is scored by its *reported* read: the acceptable read (as
-//!   [`crate::read::acceptable`] decides) with the highest confidence; with
+//!   [`anpr_edge::read::acceptable`] decides) with the highest confidence; with
 //!   several labelled plates, reads are matched to labelled boxes by IoU, and
 //!   to box-less plates by the closest text;
 //! * frames of one video clip (`<clip>_f<n>.<ext>`) go in frame order, `n`/12 s
@@ -26,11 +26,12 @@ use std::time::{Duration, Instant};
 
 use image::RgbImage;
 
-use crate::config::{Config, DetectConfig, ReadConfig, RuntimeConfig, TrackConfig};
-use crate::detect::{DetectError, PlateDetector};
-use crate::message::{BoxF, Detection, Frame, Instant2, PlateRead, ReadFrame};
-use crate::read::{self, PlateReader, ReadError, TextRead};
-use crate::track::Tracker;
+use anpr_edge::clock::Timestamp;
+use anpr_edge::config::{Config, DetectConfig, ReadConfig, RuntimeConfig, TrackConfig};
+use anpr_edge::detect::{DetectError, PlateDetector};
+use anpr_edge::message::{BoxF, Detection, Frame, PlateRead, ReadFrame};
+use anpr_edge::read::{self, PlateReader, PlateText, ReadError};
+use anpr_edge::track::Tracker;
 
 pub mod clips;
 
@@ -836,9 +837,9 @@ pub(crate) struct ImageRun {
     image: Arc<RgbImage>,
     detections: Vec<Detection>,
     /// Acceptable reads, with their crops.
-    reads: Vec<(Detection, TextRead, RgbImage)>,
+    reads: Vec<(Detection, PlateText, RgbImage)>,
     /// Crops of detections whose reads were not acceptable, by detection.
-    rejected: Vec<(Detection, TextRead, RgbImage)>,
+    rejected: Vec<(Detection, PlateText, RgbImage)>,
     detect_ms: f64,
     total_ms: f64,
 }
@@ -854,7 +855,7 @@ impl ImageRun {
         self,
         camera: Arc<str>,
         seq: u64,
-        captured: Instant2,
+        captured: Timestamp,
     ) -> ReadFrame {
         ReadFrame {
             frame: Frame {
@@ -866,12 +867,9 @@ impl ImageRun {
             reads: self
                 .reads
                 .into_iter()
-                .map(|(detection, t, crop)| PlateRead {
+                .map(|(detection, plate, crop)| PlateRead {
                     detection,
-                    text: t.text,
-                    char_confidences: t.char_confidences,
-                    confidence: t.confidence,
-                    country: t.country,
+                    plate,
                     crop: Arc::new(crop),
                 })
                 .collect(),
@@ -919,7 +917,7 @@ fn run_rgb(
     let total_ms = ms(started.elapsed());
     let (reads, rejected) = plates
         .into_iter()
-        .map(|(d, c, t)| (d, t, c))
+        .map(|r| (r.detection, r.plate, r.crop))
         .partition(|(_, t, _)| read::acceptable(t, cfg));
     Ok(ImageRun {
         image: Arc::new(image),
@@ -931,7 +929,7 @@ fn run_rgb(
     })
 }
 
-fn candidates(reads: &[(Detection, TextRead, RgbImage)]) -> Vec<Candidate> {
+fn candidates(reads: &[(Detection, PlateText, RgbImage)]) -> Vec<Candidate> {
     reads
         .iter()
         .map(|(d, t, _)| Candidate {
@@ -1078,7 +1076,7 @@ fn score_image(source: &str, img: &LabelledImage, run: &ImageRun) -> Scored {
 }
 
 /// Frame `n` of a clip at `n`/[`CLIP_FPS`] seconds.
-fn clip_instant(n: u32) -> Instant2 {
+fn clip_instant(n: u32) -> Timestamp {
     clips::frame_instant(n as usize, Duration::from_secs_f64(1.0 / CLIP_FPS))
 }
 
@@ -1161,7 +1159,7 @@ pub fn evaluate(
             }
             passages.extend(tracker.flush());
             let texts: Vec<String> = labels.iter().map(|(t, _)| t.clone()).collect();
-            let ptexts: Vec<String> = passages.iter().map(|p| p.text.clone()).collect();
+            let ptexts: Vec<String> = passages.iter().map(|p| p.plate.text.clone()).collect();
             let assigned = assign_passages(&texts, &ptexts);
             out.extra_passages += passages
                 .len()
@@ -1172,13 +1170,20 @@ pub fn evaluate(
                     source: src.name.clone(),
                     country: country.clone(),
                     truth: truth.clone(),
-                    read: p.map(|p| p.text.clone()),
-                    confidence: p.map_or(0.0, |p| p.confidence),
+                    read: p.map(|p| p.plate.text.clone()),
+                    confidence: p.map_or(0.0, |p| p.plate.confidence),
                     found: p.is_some(),
                     clip: true,
                 };
                 if let (Some(dir), Some(p), false) = (&options.failures, p, outcome.correct()) {
-                    write_failure(dir, truth, Some(&p.text), &src.name, &clip, &p.best.crop)?;
+                    write_failure(
+                        dir,
+                        truth,
+                        Some(&p.plate.text),
+                        &src.name,
+                        &clip,
+                        &p.best.crop,
+                    )?;
                 }
                 out.plates.push(outcome);
             }

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use image::codecs::jpeg::JpegEncoder;
 
 pub use plate::{
-    format_dutch, random_dutch_plate, render_plate, sidecode_of, Sidecode, PLATE_ASPECT,
+    dutch_sidecode, format_dutch, random_dutch_plate, render_plate, Sidecode, PLATE_ASPECT,
     PLATE_LETTERS,
 };
 pub use scene::{

@@ -10,11 +10,13 @@ use ab_glyph::{point, Font, FontRef, PxScale, ScaleFont};
 use image::{Rgba, RgbaImage};
 use rand::Rng;
 
+pub use anpr_edge::plate::{dutch_sidecode, format_dutch, Sidecode, PLATE_LETTERS};
+
 /// DejaVu Sans Condensed Bold: the closest free relative of the Dutch "Kenteken" font.
 /// Licence beside it in `assets/fonts/LICENSE-DejaVu.txt`.
-static FONT_BYTES: &[u8] = include_bytes!("../../assets/fonts/DejaVuSansCondensed-Bold.ttf");
+static FONT_BYTES: &[u8] = include_bytes!("../../../../assets/fonts/DejaVuSansCondensed-Bold.ttf");
 
-/// The embedded DejaVu font (also labels the status page's snapshot overlays).
+/// The embedded DejaVu font.
 pub(crate) fn font() -> &'static FontRef<'static> {
     static FONT: OnceLock<FontRef<'static>> = OnceLock::new();
     FONT.get_or_init(|| {
@@ -24,88 +26,8 @@ pub(crate) fn font() -> &'static FontRef<'static> {
     })
 }
 
-/// Letters used in generated plates: consonants without C and Q (RDW has left vowels
-/// out of new series since sidecode 4 to avoid words; C and Q are never used).
-pub const PLATE_LETTERS: &str = "BDFGHJKLMNPRSTVWXZ";
-
 /// Width / height of a Dutch plate (520 x 110 mm).
 pub const PLATE_ASPECT: f32 = 520.0 / 110.0;
-
-/// `X` = letter, `9` = digit, `-` = dash; index 0 is sidecode 1.
-const PATTERNS: [&str; 14] = [
-    "XX-99-99", "99-99-XX", "99-XX-99", "XX-99-XX", "XX-XX-99", "99-XX-XX", "99-XXX-9", "9-XXX-99",
-    "XX-999-X", "X-999-XX", "XXX-99-X", "X-99-XXX", "9-XX-999", "999-XX-9",
-];
-
-/// A Dutch sidecode (1 to 14): which positions hold letters or digits and where the
-/// dashes go. Construct with [`Sidecode::new`]; it cannot hold an invalid number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Sidecode(u8);
-
-impl Sidecode {
-    /// All sidecodes, 1 to 14.
-    pub const ALL: [Sidecode; 14] = {
-        let mut all = [Sidecode(1); 14];
-        let mut i = 0;
-        while i < 14 {
-            all[i] = Sidecode(i as u8 + 1);
-            i += 1;
-        }
-        all
-    };
-
-    /// `None` unless `number` is 1 to 14.
-    pub fn new(number: u8) -> Option<Self> {
-        (1..=14).contains(&number).then_some(Sidecode(number))
-    }
-
-    pub fn number(self) -> u8 {
-        self.0
-    }
-
-    /// The pattern, e.g. `"XX-99-XX"` for sidecode 4 (`X` letter, `9` digit).
-    pub fn pattern(self) -> &'static str {
-        PATTERNS[usize::from(self.0 - 1)]
-    }
-
-    /// Whether six undashed characters fit this sidecode's letter/digit positions.
-    pub fn matches(self, chars: &str) -> bool {
-        let classes = self.pattern().bytes().filter(|&b| b != b'-');
-        chars.len() == 6
-            && chars.bytes().zip(classes).all(|(c, class)| match class {
-                b'X' => c.is_ascii_alphabetic(),
-                _ => c.is_ascii_digit(),
-            })
-    }
-}
-
-/// Inserts the dashes of `sidecode` into six characters: `format_dutch("GB123K", 9)` is
-/// `Some("GB-123-K")`. Input of the wrong length, a sidecode outside 1..=14, or letters
-/// where the sidecode wants digits (or the reverse) give `None`. Lowercase is uppercased.
-pub fn format_dutch(chars: &str, sidecode: u8) -> Option<String> {
-    let code = Sidecode::new(sidecode)?;
-    let upper = chars.to_ascii_uppercase();
-    if !code.matches(&upper) {
-        return None;
-    }
-    let mut src = upper.chars();
-    let mut out = String::with_capacity(8);
-    for class in code.pattern().chars() {
-        if class == '-' {
-            out.push('-');
-        } else {
-            out.push(src.next()?);
-        }
-    }
-    Some(out)
-}
-
-/// The sidecode whose letter/digit layout six undashed characters follow. The 14
-/// layouts are all distinct, so the answer is unique.
-pub fn sidecode_of(chars: &str) -> Option<Sidecode> {
-    let upper = chars.to_ascii_uppercase();
-    Sidecode::ALL.into_iter().find(|code| code.matches(&upper))
-}
 
 /// Six random characters (no dashes) valid for `sidecode`; letters from
 /// [`PLATE_LETTERS`]. Seed the RNG to make scenes reproducible.
@@ -352,7 +274,7 @@ mod tests {
                 Some(want),
                 "sidecode {code}"
             );
-            assert_eq!(sidecode_of(chars).map(Sidecode::number), Some(code));
+            assert!(Sidecode::new(code).is_some_and(|c| c.matches(chars)));
         }
     }
 
@@ -369,7 +291,7 @@ mod tests {
         );
         assert_eq!(format_dutch("AB-2CD", 4), None);
         assert_eq!(format_dutch("ab12cd", 4).as_deref(), Some("AB-12-CD"));
-        assert_eq!(sidecode_of("ÄB12CD"), None);
+        assert_eq!(dutch_sidecode("ÄB12CD"), None);
     }
 
     #[test]
@@ -380,7 +302,7 @@ mod tests {
                 let p = random_dutch_plate(&mut rng, code);
                 assert_eq!(p.len(), 6);
                 assert!(code.matches(&p), "{p} vs {}", code.pattern());
-                assert_eq!(sidecode_of(&p), Some(code));
+                assert_eq!(dutch_sidecode(&p), Some(code));
                 assert!(!p.contains(['C', 'Q', 'A', 'E', 'I', 'O', 'U']), "{p}");
                 assert!(format_dutch(&p, code.number()).is_some());
             }

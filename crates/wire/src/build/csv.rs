@@ -8,7 +8,7 @@
 
 use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};
 
-use super::normalise_plate;
+use crate::hash::normalise_plate;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HitRow {

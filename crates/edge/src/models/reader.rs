@@ -1,0 +1,73 @@
+//! What the pipeline knows of a reader model: crops in, [`Look`]s out. The
+//! readers themselves ([`super::crnn`], [`super::ppocr`]) implement
+//! [`PlateReader`]; [`build_reader`] makes the one the config names.
+
+use image::RgbImage;
+
+use super::{crnn, ppocr, ModelError, ModelSet, OWN_READER_ID, READER_ID};
+use crate::config::{ReadConfig, ReaderModel};
+use crate::message::PlateText;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("reader inference failed: {0}")]
+    Inference(String),
+    #[error("reader output has an unexpected shape: {0}")]
+    Output(String),
+}
+
+/// Where a read's characters lie across its crop: the centres of the time
+/// steps that emitted its first and its last character, as fractions of the
+/// crop's width (0 = left edge, 1 = right edge).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Extent {
+    pub first: f32,
+    pub last: f32,
+}
+
+/// What a reader made of one crop: the text, and where its characters lie
+/// when the reader can tell (a CTC reader knows which time steps emitted
+/// characters). Without an extent, [`rectify_and_read`] never widens that crop.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Look {
+    pub text: PlateText,
+    pub extent: Option<Extent>,
+}
+
+impl Look {
+    /// A look with no extent: the reader cannot tell where its characters lie.
+    pub fn unlocated(text: PlateText) -> Self {
+        Look { text, extent: None }
+    }
+}
+
+/// Anything that reads plate text from rectified crops.
+pub trait PlateReader: Send {
+    /// One look per crop, in order.
+    fn read(&mut self, crops: &[RgbImage]) -> Result<Vec<Look>, ReadError>;
+}
+
+/// The reader `cfg.model` names, its model files checked and loaded.
+pub fn build_reader(
+    models: &ModelSet,
+    cfg: &ReadConfig,
+) -> Result<Box<dyn PlateReader>, ModelError> {
+    Ok(match cfg.model {
+        ReaderModel::Own => Box::new(crnn::CrnnReader::new(models)?),
+        ReaderModel::Ppocr => Box::new(ppocr::PpOcrReader::new(models)?),
+        ReaderModel::Cascade => Box::new(crnn::CascadeReader::new(
+            crnn::CrnnReader::new(models)?,
+            ppocr::PpOcrReader::new(models)?,
+            cfg.cascade_below,
+        )),
+    })
+}
+
+/// Manifest ids of the models `model` reads with.
+pub fn model_ids(model: ReaderModel) -> &'static [&'static str] {
+    match model {
+        ReaderModel::Own => &[OWN_READER_ID],
+        ReaderModel::Ppocr => &[READER_ID],
+        ReaderModel::Cascade => &[OWN_READER_ID, READER_ID],
+    }
+}
