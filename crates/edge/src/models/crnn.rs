@@ -285,7 +285,9 @@ mod model_tests {
 
     /// A models folder holding `bytes` as the own reader, with a manifest
     /// pinning `sha` for it.
-    fn models_with(bytes: &[u8], sha: &str) -> (tempfile::TempDir, ModelSet) {
+    /// `None` (skipped) without the fetched runtime, which loads the set.
+    fn models_with(bytes: &[u8], sha: &str) -> Option<(tempfile::TempDir, ModelSet)> {
+        let fetched = testing::fetched_models()?;
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("plate_crnn.onnx"), bytes).expect("write");
         let text = crate::models::MANIFEST_TOML.replace(
@@ -300,20 +302,24 @@ mod model_tests {
         );
         let manifest = Manifest::parse(&text, "test").expect("manifest");
         let cfg = RuntimeConfig {
-            onnxruntime: Some(testing::models_dir().join("libonnxruntime.so.1.31.1")),
+            onnxruntime: Some(fetched.join("libonnxruntime.so.1.31.1")),
             models_dir: dir.path().to_owned(),
             threads: 1,
         };
         let models = ModelSet::with_manifest(&cfg, manifest).expect("runtime loads");
-        (dir, models)
+        Some((dir, models))
     }
 
     #[test]
     fn a_truncated_model_file_is_refused_naming_it() {
-        let real = std::fs::read(testing::models_dir().join("plate_crnn.onnx")).expect("model");
-        let sha = crate::models::sha256_file(&testing::models_dir().join("plate_crnn.onnx"))
-            .expect("sha");
-        let (_dir, models) = models_with(&real[..real.len() / 2], &sha);
+        let Some(fetched) = testing::fetched_models() else {
+            return;
+        };
+        let real = std::fs::read(fetched.join("plate_crnn.onnx")).expect("model");
+        let sha = crate::models::sha256_file(&fetched.join("plate_crnn.onnx")).expect("sha");
+        let Some((_dir, models)) = models_with(&real[..real.len() / 2], &sha) else {
+            return;
+        };
         let e = CrnnReader::new(&models).err().expect("refused");
         let msg = e.to_string();
         assert!(matches!(e, ModelError::Checksum { .. }), "{msg}");
@@ -330,7 +336,9 @@ mod model_tests {
         let p = dir.path().join("junk");
         std::fs::write(&p, &junk).expect("write");
         let sha = crate::models::sha256_file(&p).expect("sha");
-        let (_dir, models) = models_with(&junk, &sha);
+        let Some((_dir, models)) = models_with(&junk, &sha) else {
+            return;
+        };
         let e = CrnnReader::new(&models).err().expect("refused");
         let msg = e.to_string();
         assert!(matches!(e, ModelError::Session { .. }), "{msg}");

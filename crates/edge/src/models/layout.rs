@@ -17,9 +17,9 @@
 //! Pure functions over text and slot probabilities; nothing here is written
 //! anywhere.
 
+use crate::message::PlateText;
 use crate::models::ctc::{PLATE_CHARS, SLOTS};
 use crate::models::dutch::{self, ClassPath};
-use crate::read::PlateText;
 
 /// One run of a layout: letters (`L`), digits (`D`) or either (`A`), between
 /// `min` and `max` long.

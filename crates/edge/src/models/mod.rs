@@ -26,7 +26,7 @@ mod reader;
 pub mod retina;
 
 pub use detector::{DetectError, PlateDetector};
-pub use reader::{build_reader, model_ids, Extent, Look, PlateReader, ReadError};
+pub use reader::{Extent, Look, PlateReader, ReadError};
 
 use crate::sync::LockUnpoisoned;
 use std::io::Read;
@@ -38,7 +38,7 @@ use ort::session::Session;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::config::RuntimeConfig;
+use crate::config::{ReadConfig, ReaderModel, RuntimeConfig};
 
 /// The manifest as committed, built into the binary.
 pub const MANIFEST_TOML: &str = include_str!("../../../../models/manifest.toml");
@@ -564,6 +564,31 @@ pub fn build_session(path: &Path, threads: usize) -> Result<Session, ModelError>
         .map_err(|e| err(e.to_string()))?
         .commit_from_file(path)
         .map_err(|e| err(e.to_string()))
+}
+
+/// The reader `cfg.model` names, its model files checked and loaded.
+pub fn build_reader(
+    models: &ModelSet,
+    cfg: &ReadConfig,
+) -> Result<Box<dyn PlateReader>, ModelError> {
+    Ok(match cfg.model {
+        ReaderModel::Own => Box::new(crnn::CrnnReader::new(models)?),
+        ReaderModel::Ppocr => Box::new(ppocr::PpOcrReader::new(models)?),
+        ReaderModel::Cascade => Box::new(crnn::CascadeReader::new(
+            crnn::CrnnReader::new(models)?,
+            ppocr::PpOcrReader::new(models)?,
+            cfg.cascade_below,
+        )),
+    })
+}
+
+/// Manifest ids of the models `model` reads with.
+pub fn model_ids(model: ReaderModel) -> &'static [&'static str] {
+    match model {
+        ReaderModel::Own => &[OWN_READER_ID],
+        ReaderModel::Ppocr => &[READER_ID],
+        ReaderModel::Cascade => &[OWN_READER_ID, READER_ID],
+    }
 }
 
 #[cfg(test)]

@@ -1,11 +1,9 @@
 //! What the pipeline knows of a reader model: crops in, [`Look`]s out. The
 //! readers themselves ([`super::crnn`], [`super::ppocr`]) implement
-//! [`PlateReader`]; [`build_reader`] makes the one the config names.
+//! [`PlateReader`]; [`super::build_reader`] makes the one the config names.
 
 use image::RgbImage;
 
-use super::{crnn, ppocr, ModelError, ModelSet, OWN_READER_ID, READER_ID};
-use crate::config::{ReadConfig, ReaderModel};
 use crate::message::PlateText;
 
 #[derive(Debug, thiserror::Error)]
@@ -45,29 +43,4 @@ impl Look {
 pub trait PlateReader: Send {
     /// One look per crop, in order.
     fn read(&mut self, crops: &[RgbImage]) -> Result<Vec<Look>, ReadError>;
-}
-
-/// The reader `cfg.model` names, its model files checked and loaded.
-pub fn build_reader(
-    models: &ModelSet,
-    cfg: &ReadConfig,
-) -> Result<Box<dyn PlateReader>, ModelError> {
-    Ok(match cfg.model {
-        ReaderModel::Own => Box::new(crnn::CrnnReader::new(models)?),
-        ReaderModel::Ppocr => Box::new(ppocr::PpOcrReader::new(models)?),
-        ReaderModel::Cascade => Box::new(crnn::CascadeReader::new(
-            crnn::CrnnReader::new(models)?,
-            ppocr::PpOcrReader::new(models)?,
-            cfg.cascade_below,
-        )),
-    })
-}
-
-/// Manifest ids of the models `model` reads with.
-pub fn model_ids(model: ReaderModel) -> &'static [&'static str] {
-    match model {
-        ReaderModel::Own => &[OWN_READER_ID],
-        ReaderModel::Ppocr => &[READER_ID],
-        ReaderModel::Cascade => &[OWN_READER_ID, READER_ID],
-    }
 }

@@ -16,8 +16,8 @@ use image::RgbImage;
 use ort::session::Session;
 use ort::value::TensorRef;
 
+use super::{DetectError, PlateDetector};
 use crate::config::DetectConfig;
-use crate::detect::{DetectError, PlateDetector};
 use crate::message::{BoxF, Detection};
 use crate::models::{ModelError, ModelSet, DETECTOR_ID};
 
