@@ -189,10 +189,11 @@ impl Metrics {
         *self.store_drops.lock_unpoisoned() = b.drops.clone();
     }
 
-    /// The uploader's state after an attempt: `None` after a success. A
-    /// failure is also kept, with its time, past later successes.
-    pub fn set_upload_error(&self, e: Option<String>) {
-        let now = chrono::Utc::now().timestamp_millis();
+    /// The uploader's state after an attempt at `at` (the uploader's
+    /// clocks): `None` after a success. A failure is also kept, with its
+    /// time, past later successes.
+    pub fn set_upload_error(&self, e: Option<String>, at: chrono::DateTime<chrono::Utc>) {
+        let now = at.timestamp_millis();
         match &e {
             None => self.last_upload_ok_unix_ms.store(now, Ordering::Relaxed),
             Some(reason) => {

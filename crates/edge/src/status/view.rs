@@ -482,7 +482,7 @@ mod tests {
         let s = snap(&m);
         let v = camera_view(&s.cameras[0], "north", &h, Duration::ZERO, 0);
         assert_eq!(v.condition, "reconnecting");
-        m.set_upload_error(Some("connection refused".into()));
+        m.set_upload_error(Some("connection refused".into()), chrono::Utc::now());
         m.pending_uploads.store(3, Ordering::Relaxed);
         let s = snap(&m);
         let up = uploads(&s, chrono::Utc::now().timestamp_millis());

@@ -18,9 +18,15 @@ use crate::store::{Store, StoreError};
 
 /// A failed delivery: counted, shown on the status page, and its attempt
 /// written to the record (the backoff is the caller's).
-async fn note_failure(store: &Arc<Mutex<Store>>, metrics: &Metrics, id: uuid::Uuid, msg: String) {
+async fn note_failure(
+    store: &Arc<Mutex<Store>>,
+    metrics: &Metrics,
+    at: chrono::DateTime<chrono::Utc>,
+    id: uuid::Uuid,
+    msg: String,
+) {
     inc(&metrics.upload_failures);
-    metrics.set_upload_error(Some(msg.clone()));
+    metrics.set_upload_error(Some(msg.clone()), at);
     if let Err(se) = blocking(store, move |s| s.record_attempt(id, &msg)).await {
         inc(&metrics.store_errors);
         tracing::error!(error = %se, "cannot count upload attempt");
@@ -98,7 +104,7 @@ pub async fn run_uploader(
             Err(e) => {
                 inc(&metrics.store_errors);
                 tracing::error!(error = %e, "cannot read pending violations");
-                metrics.set_upload_error(Some(e.to_string()));
+                metrics.set_upload_error(Some(e.to_string()), params.clocks.wall());
                 if !pause(params.clocks.as_ref(), backoff.next_delay(), &shutdown).await {
                     break;
                 }
@@ -140,7 +146,7 @@ pub async fn run_uploader(
                     if let Err(e) = blocking(&store, move |s| s.mark_acked_many(&ids, now)).await {
                         inc(&metrics.store_errors);
                         tracing::error!(error = %e, "cannot mark violations acknowledged");
-                        metrics.set_upload_error(Some(e.to_string()));
+                        metrics.set_upload_error(Some(e.to_string()), params.clocks.wall());
                         if !pause(params.clocks.as_ref(), backoff.next_delay(), &shutdown).await {
                             break 'outer;
                         }
@@ -152,13 +158,13 @@ pub async fn run_uploader(
                         Ordering::Relaxed,
                         |p| Some(p.saturating_sub(n)),
                     );
-                    metrics.set_upload_error(None);
+                    metrics.set_upload_error(None, params.clocks.wall());
                     backoff.reset();
                 }
                 Err(e) => {
                     let msg = e.to_string();
                     tracing::warn!(error = %msg, seq = batch[0].seq, records = batch.len(), "violation batch upload failed");
-                    note_failure(&store, &metrics, batch[0].id, msg).await;
+                    note_failure(&store, &metrics, params.clocks.wall(), batch[0].id, msg).await;
                     let delay = backoff
                         .next_delay()
                         .max(e.retry_after().unwrap_or_default());
@@ -197,7 +203,7 @@ pub async fn run_uploader(
                         // backend answers without storing it twice.
                         inc(&metrics.store_errors);
                         tracing::error!(error = %e, %id, "cannot mark violation acknowledged");
-                        metrics.set_upload_error(Some(e.to_string()));
+                        metrics.set_upload_error(Some(e.to_string()), params.clocks.wall());
                         if !pause(params.clocks.as_ref(), backoff.next_delay(), &shutdown).await {
                             break 'outer;
                         }
@@ -209,13 +215,13 @@ pub async fn run_uploader(
                         Ordering::Relaxed,
                         |n| Some(n.saturating_sub(1)),
                     );
-                    metrics.set_upload_error(None);
+                    metrics.set_upload_error(None, params.clocks.wall());
                     backoff.reset();
                 }
                 Err(e) => {
                     let msg = e.to_string();
                     tracing::warn!(error = %msg, seq = rec.seq, "violation upload failed");
-                    note_failure(&store, &metrics, rec.id, msg).await;
+                    note_failure(&store, &metrics, params.clocks.wall(), rec.id, msg).await;
                     let delay = backoff
                         .next_delay()
                         .max(e.retry_after().unwrap_or_default());
