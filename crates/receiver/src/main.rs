@@ -56,6 +56,18 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    // Checked first, so that a bad argument writes no PKI.
+    let mut trusted = Vec::new();
+    for d in &cli.devices {
+        let (id, key) = d
+            .split_once('=')
+            .with_context(|| format!("--device {d:?}: expected DEVICE_ID=PUBLIC_KEY"))?;
+        let text = std::fs::read_to_string(key).unwrap_or_else(|_| key.to_string());
+        let key = anpr_wire::chain::verifying_key_from_base64(&text)
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("--device {id}: public key"))?;
+        trusted.push((id.to_string(), key));
+    }
     let (pki, require_client_cert) = match (&cli.cert, &cli.key) {
         (Some(cert), Some(key)) => (
             TestPki {
@@ -80,17 +92,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             (pki, true)
         }
     };
-    let mut trusted = Vec::new();
-    for d in &cli.devices {
-        let (id, key) = d
-            .split_once('=')
-            .with_context(|| format!("--device {d:?}: expected DEVICE_ID=PUBLIC_KEY"))?;
-        let text = std::fs::read_to_string(key).unwrap_or_else(|_| key.to_string());
-        let key = anpr_wire::chain::verifying_key_from_base64(&text)
-            .map_err(anyhow::Error::msg)
-            .with_context(|| format!("--device {id}: public key"))?;
-        trusted.push((id.to_string(), key));
-    }
     let rt = tokio::runtime::Runtime::new().context("starting the runtime")?;
     rt.block_on(async {
         let rx = start_with(
