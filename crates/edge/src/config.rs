@@ -62,22 +62,22 @@ fn format_problems(path: &Path, problems: &[Problem]) -> String {
 /// Every section checks itself ([`Validate`]), beside its definition, so that
 /// `check-config` and `run` judge a file by the same rules.
 #[derive(Debug, Default)]
-pub struct Problems(Vec<(String, String)>);
+struct Problems(Vec<(String, String)>);
 
 impl Problems {
-    pub fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
+    fn push(&mut self, key: impl Into<String>, message: impl Into<String>) {
         self.0.push((key.into(), message.into()));
     }
 
     /// A problem at `key` unless `ok`.
-    pub fn check(&mut self, ok: bool, key: impl Into<String>, message: impl Into<String>) {
+    fn check(&mut self, ok: bool, key: impl Into<String>, message: impl Into<String>) {
         if !ok {
             self.push(key, message);
         }
     }
 
     /// `value` must lie in 0..=1.
-    pub fn unit_interval(&mut self, key: &str, value: f32) {
+    fn unit_interval(&mut self, key: &str, value: f32) {
         self.check(
             (0.0..=1.0).contains(&value),
             key,
@@ -100,10 +100,6 @@ impl Problems {
                 range.end()
             ),
         );
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
     }
 
     fn into_vec(self) -> Vec<(String, String)> {
